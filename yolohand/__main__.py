@@ -1,0 +1,3 @@
+from yolohand.cli import main
+
+main()
