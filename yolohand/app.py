@@ -1,0 +1,361 @@
+"""The yolohand Streamlit app: three views over submissions and the data.
+
+1. **Two CSVs on one image**: for one image and class, pixels both submissions hold in white,
+   only A in green, only B in red, cropped to the region, beside the X-ray crop.
+2. **Per-class IoU**: the agreement of two CSVs per class as a bar chart; classes under a
+   threshold slider are highlighted and listed, with the least-agreeing pairs.
+3. **Browse the data**: ground-truth polygons on training images, a submission's masks on test
+   images, and validation (ground truth beside a prediction, with Dice per class) where a CSV
+   holds training images.
+
+Start it with ``yolohand app [--root ROOT] [--port N]`` (needs the ``yolohand[app]`` extra), or
+``streamlit run yolohand/app.py -- [--root ROOT] [--a A.csv] [--b B.csv] [--size H,W]``.
+
+Settings, first found wins: the URL's query parameters (``?a=..&b=..&root=..&size=H,W&view=
+pair|classes|browse&image=NAME&class=NAME``), the script arguments after ``--``, environment
+variables ``YOLOHAND_APP_A`` / ``_B`` / ``_ROOT`` / ``_SIZE``, then the defaults (``root`` from
+``yolohand.yaml`` / ``datasets/handbone``, size 2048,2048). CSVs can also be uploaded in the
+sidebar. Importing this module does not import Streamlit; the page is built only when Streamlit
+runs it as ``__main__``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+APP_PATH = Path(__file__).resolve()
+VIEWS: dict[str, str] = {
+    "pair": "Two CSVs on one image",
+    "classes": "Per-class IoU",
+    "browse": "Browse the data",
+}
+STREAMLIT_FLAGS: tuple[str, ...] = (
+    "--browser.gatherUsageStats", "false",  # never phone home
+    "--server.headless", "true",  # no browser auto-open, no e-mail prompt
+    "--client.toolbarMode", "minimal",  # no "Deploy" button
+)
+INSTALL_HINT = "Streamlit is not installed: pip install 'yolohand[app]' (or: pip install streamlit)"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The app's own arguments (after ``--`` on the ``streamlit run`` line)."""
+    p = argparse.ArgumentParser(prog="yolohand app", add_help=False)
+    p.add_argument("--root", default=None, help="dataset root")
+    p.add_argument("--a", default=None, help="first submission CSV")
+    p.add_argument("--b", default=None, help="second submission CSV")
+    p.add_argument("--size", default=None, help="H,W the RLEs refer to")
+    args, _ = p.parse_known_args(list(argv) if argv is not None else [])
+    return args
+
+
+def streamlit_command(
+    port: int = 8501,
+    address: str = "127.0.0.1",
+    root: str | os.PathLike | None = None,
+    a: str | os.PathLike | None = None,
+    b: str | os.PathLike | None = None,
+    size: str | None = None,
+) -> list[str]:
+    """The argv that runs this app under Streamlit, headless and without usage statistics."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_PATH), "--server.port", str(port),
+           "--server.address", address, *STREAMLIT_FLAGS, "--"]
+    for flag, value in (("--root", root), ("--a", a), ("--b", b), ("--size", size)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    return cmd
+
+
+# --------------------------------------------------------------------------- cached data access
+# Cached functions take (path, mtime) so an edited file is re-read; they are defined inside
+# `main()` because the decorators need Streamlit.
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return -1.0
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from yolohand.errors import YolohandError
+
+    try:
+        h, w = (int(v) for v in str(text).replace("x", ",").split(","))
+    except ValueError:
+        raise YolohandError(f"image size {text!r}: expected H,W (e.g. 2048,2048)") from None
+    return h, w
+
+
+def _saved_upload(upload) -> str:
+    """Write an uploaded file to a temp folder (named by content hash) and return its path."""
+    data = upload.getvalue()
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "yolohand_app_uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}_{Path(upload.name).name}"
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:  # noqa: C901 - one page, read top to bottom
+    """Build the page (called by Streamlit on every rerun)."""
+    import numpy as np
+    import streamlit as st
+
+    from yolohand.classes import CLASSES, NUM_CLASSES
+    from yolohand.compare import bar_chart_png, compare_submissions, iou
+    from yolohand.config import default_path
+    from yolohand.data import find_split, read_annotation, read_image
+    from yolohand.errors import YolohandError
+    from yolohand.metrics import dice_runs
+    from yolohand.rle import area, crop_to_runs, intersection_area
+    from yolohand.submission import read_image_names
+    from yolohand.viz import (compare_colors, compare_runs_panel, enlarge, gray_to_rgb, layers_from_annotation,
+                      layers_from_runs, overlay_figure, prediction_runs, runs_crop, union_box)
+
+    st.set_page_config(page_title="yolohand", layout="wide")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    qp = st.query_params
+
+    def setting(name: str, default: str | None) -> str | None:
+        return (qp.get(name) or getattr(args, name, None) or os.environ.get(f"YOLOHAND_APP_{name.upper()}")
+                or default)
+
+    def show_image(img, caption: str | None = None) -> None:
+        # PNG keeps the comparison colours exact; "stretch" is the newer spelling of full width.
+        try:
+            st.image(img, caption=caption, width="stretch", output_format="PNG")
+        except Exception:  # older Streamlit
+            st.image(img, caption=caption, use_container_width=True, output_format="PNG")
+
+    @st.cache_data(show_spinner=False, max_entries=8)
+    def names_of(path: str, mtime: float) -> list[str]:
+        return read_image_names(path)
+
+    @st.cache_data(show_spinner=False, max_entries=64)
+    def runs_of(path: str, mtime: float, image: str, shape: tuple[int, int]):
+        return prediction_runs(path, image, shape)
+
+    @st.cache_data(show_spinner="comparing the two CSVs...", max_entries=4)
+    def comparison(a: str, ma: float, b: str, mb: float, shape: tuple[int, int]):
+        return compare_submissions(a, b, shape, top=12, progress=False)
+
+    @st.cache_data(show_spinner=False, max_entries=4)
+    def image_index(root: str) -> dict[str, dict]:
+        """Image name -> {path, json, split, rel} over train and test (missing splits skipped)."""
+        out: dict[str, dict] = {}
+        for split in ("train", "test"):
+            try:
+                index = find_split(root, split, require_json=False)
+            except YolohandError:
+                continue
+            for r in index.records:
+                out.setdefault(r.name, {"path": str(r.image_path), "json": None if r.json_path is None
+                                        else str(r.json_path), "split": split, "rel": r.rel_path})
+        return out
+
+    @st.cache_data(show_spinner=False, max_entries=4)
+    def xray(path: str, mtime: float):
+        return read_image(path)
+
+    # ------------------------------------------------------------------ sidebar: settings
+    sb = st.sidebar
+    sb.title("yolohand")
+    view_keys = list(VIEWS)
+    view0 = setting("view", None)
+    if view0 not in VIEWS:
+        view0 = "pair" if setting("a", None) and setting("b", None) else "browse"
+    view = sb.radio("View", view_keys, index=view_keys.index(view0), format_func=VIEWS.get, key="view")
+    root = sb.text_input("Dataset root", setting("root", str(default_path("root"))), key="root")
+    size_text = sb.text_input("Image size H,W (of the RLEs)", setting("size", "2048,2048"), key="size")
+
+    def csv_input(label: str, key: str) -> str | None:
+        path = sb.text_input(f"{label}: path", setting(key, "") or "", key=f"{key}_path")
+        upload = sb.file_uploader(f"... or upload {label}", type=["csv"], key=f"{key}_upload")
+        if upload is not None:
+            return _saved_upload(upload)
+        path = path.strip()
+        if not path:
+            return None
+        if not Path(path).expanduser().is_file():
+            sb.error(f"{label}: {path}: file not found")
+            return None
+        return str(Path(path).expanduser().resolve())
+
+    csv_a = csv_input("CSV A", "a")
+    csv_b = csv_input("CSV B", "b")
+    sb.caption("Colours: white = both, green = only A, red = only B.")
+
+    try:
+        shape = _parse_size(size_text)
+    except YolohandError as exc:
+        st.error(str(exc))
+        return
+    images = image_index(str(Path(root).expanduser())) if root else {}
+
+    def xray_of(name: str):
+        info = images.get(name)
+        if info is None:
+            return None
+        img = xray(info["path"], _mtime(info["path"]))
+        if img.shape != shape:
+            raise YolohandError(f"{info['path']}: image is {img.shape[0]}x{img.shape[1]} but the image size "
+                                f"setting is {shape[0]}x{shape[1]}")
+        return img
+
+    st.header(VIEWS[view])
+    try:
+        # -------------------------------------------------------------- view 1: one image, one class
+        if view == "pair":
+            if not (csv_a and csv_b):
+                st.info("Choose CSV A and CSV B in the sidebar (path or upload).")
+                return
+            names = names_of(csv_a, _mtime(csv_a))
+            if not names:
+                st.warning(f"{csv_a}: no images")
+                return
+            q_image = qp.get("image")
+            image = st.selectbox("Image", names, index=names.index(q_image) if q_image in names else 0,
+                                 key="pair_image")
+            ra = runs_of(csv_a, _mtime(csv_a), image, shape)
+            rb = runs_of(csv_b, _mtime(csv_b), image, shape)
+            inter = np.array([intersection_area(x, y) for x, y in zip(ra, rb)])
+            aa = np.array([area(x) for x in ra])
+            bb = np.array([area(y) for y in rb])
+            scores = iou(inter, aa, bb)
+            q_class = qp.get("class")
+            default = CLASSES.index(q_class) if q_class in CLASSES else int(np.argmin(scores))
+            cls = st.selectbox("Class", range(NUM_CLASSES), index=default, key="pair_class",
+                               format_func=lambda c: f"{CLASSES[c]}  (IoU {scores[c]:.3f})")
+            pad = st.slider("Margin around the region (px)", 0, 256, 16, key="pair_pad")
+            m = st.columns(4)
+            m[0].metric("IoU", f"{scores[cls]:.4f}")
+            m[1].metric("both (white)", int(inter[cls]))
+            m[2].metric("only A (green)", int(aa[cls] - inter[cls]))
+            m[3].metric("only B (red)", int(bb[cls] - inter[cls]))
+            box = union_box(ra[cls], rb[cls], shape, pad)
+            if box is None:
+                st.info(f"{CLASSES[cls]}: empty in both CSVs on {image}.")
+            else:
+                y0, x0, y1, x1 = box
+                colours = compare_colors(runs_crop(ra[cls], box, shape), runs_crop(rb[cls], box, shape))
+                img = xray_of(image)
+                side = 480
+                left, right = st.columns(2)
+                with left:
+                    if img is None:
+                        st.info(f"X-ray {image} not found under {root}")
+                    else:
+                        show_image(enlarge(gray_to_rgb(img[y0:y1, x0:x1]), side),
+                                   f"X-ray {image}, rows {y0}-{y1}, cols {x0}-{x1}")
+                with right:
+                    show_image(enlarge(colours, side), f"{CLASSES[cls]}: white both, green only A, red only B")
+            with st.expander("All classes on this image"):
+                st.dataframe({"class": list(CLASSES), "IoU": np.round(scores, 4), "A px": aa, "B px": bb,
+                              "both px": inter}, hide_index=True)
+
+        # -------------------------------------------------------------- view 2: per-class IoU
+        elif view == "classes":
+            if not (csv_a and csv_b):
+                st.info("Choose CSV A and CSV B in the sidebar (path or upload).")
+                return
+            cmp = comparison(csv_a, _mtime(csv_a), csv_b, _mtime(csv_b), shape)
+            per_class = cmp.per_class_iou()
+            lo = float(np.floor(per_class.min() * 100) / 100) if per_class.size else 0.0
+            threshold = st.slider("Highlight classes with IoU below", 0.0, 1.0,
+                                  float(min(0.99, max(lo + 0.01, float(np.median(per_class))))), 0.005, format="%.3f",
+                                  key="threshold")
+            m = st.columns(3)
+            m[0].metric("images", cmp.n_images)
+            m[1].metric("mean per-class IoU", f"{cmp.mean_iou():.4f}")
+            m[2].metric("classes below", int((per_class < threshold).sum()))
+            left, right = st.columns([3, 2])
+            with left:
+                show_image(bar_chart_png(per_class, f"{Path(csv_a).name} vs {Path(csv_b).name}", threshold))
+            with right:
+                low = [c for c in np.argsort(per_class, kind="stable") if per_class[c] < threshold]
+                st.subheader(f"Under {threshold:.3f}")
+                st.dataframe({"class": [CLASSES[c] for c in low], "IoU": [round(float(per_class[c]), 4) for c in low]},
+                             hide_index=True)
+                st.caption("IoU per class = sum of intersections / sum of unions over all images; "
+                           "two empty masks agree (IoU 1).")
+            st.subheader("Least agreeing image/class pairs")
+            cols = st.columns(4)
+            for i, diff in enumerate(cmp.worst):
+                panel = compare_runs_panel(diff.runs_a, diff.runs_b, shape, xray_of(diff.image_name), min_side=200)
+                with cols[i % 4]:
+                    if panel is not None:
+                        show_image(panel, f"{diff.image_name} {diff.class_name}: IoU {diff.iou:.3f}")
+
+        # -------------------------------------------------------------- view 3: browse the data
+        else:
+            if not images:
+                st.info(f"No images under {root}/{{train,test}}/DCM: set the dataset root in the sidebar.")
+                return
+            splits = sorted({v["split"] for v in images.values()}, key=["train", "test"].index)
+            q_image = qp.get("image")
+            q_split = images[q_image]["split"] if q_image in images else splits[0]
+            split = st.radio("Split", splits, horizontal=True, index=splits.index(q_split), key="browse_split")
+            names = sorted((n for n, v in images.items() if v["split"] == split), key=lambda n: images[n]["rel"])
+            name = st.selectbox("Image", names, index=names.index(q_image) if q_image in names else 0,
+                                format_func=lambda n: images[n]["rel"], key="browse_image")
+            which = st.radio("Predictions from", ["none", "CSV A", "CSV B"], horizontal=True,
+                             index=1 if csv_a else 0, key="browse_csv")
+            alpha = st.slider("Fill opacity", 0.0, 1.0, 0.35, 0.05, key="browse_alpha")
+            info = images[name]
+            img = xray(info["path"], _mtime(info["path"]))
+            h, w = img.shape
+            panels = []
+            gt_layers = None
+            if info["json"]:
+                ann = read_annotation(info["json"])
+                gt_layers = layers_from_annotation(ann, h, w)
+                panels.append(("ground truth", gt_layers))
+                for problem in ann.problems[:5]:
+                    st.warning(problem)
+            pred_csv = {"CSV A": csv_a, "CSV B": csv_b}.get(which)
+            pred = None
+            if pred_csv:
+                try:
+                    pred = runs_of(pred_csv, _mtime(pred_csv), name, (h, w))
+                    panels.append((f"prediction: {Path(pred_csv).name}", layers_from_runs(pred, (h, w))))
+                except YolohandError as exc:
+                    st.info(str(exc))
+            if not panels:
+                show_image(gray_to_rgb(img), f"{info['rel']} (no annotation; choose a CSV to see predictions)")
+            else:
+                show_image(overlay_figure(img, panels, alpha, legend_title=name), info["rel"])
+            if gt_layers is not None and pred is not None:
+                st.subheader("Validation: prediction against ground truth")
+                gt_runs = [crop_to_runs(g.mask, g.y0, g.x0, (h, w)) if g is not None else np.zeros((0, 2), np.int64)
+                           for g in gt_layers]
+                dice = [dice_runs(p, g) for p, g in zip(pred, gt_runs)]
+                st.metric("mean Dice on this image", f"{float(np.mean(dice)):.4f}")
+                left, right = st.columns([2, 3])
+                with left:
+                    st.dataframe({"class": list(CLASSES), "Dice": np.round(dice, 4),
+                                  "pred px": [area(p) for p in pred], "GT px": [area(g) for g in gt_runs]},
+                                 hide_index=True)
+                with right:
+                    cls = st.selectbox("Class", range(NUM_CLASSES), index=int(np.argmin(dice)), key="val_class",
+                                       format_func=lambda c: f"{CLASSES[c]}  (Dice {dice[c]:.3f})")
+                    panel = compare_runs_panel(gt_runs[cls], pred[cls], (h, w), img, min_side=360)
+                    if panel is None:
+                        st.info(f"{CLASSES[cls]}: empty in both.")
+                    else:
+                        show_image(panel, f"{CLASSES[cls]}: X-ray | white both, green only ground truth, "
+                                          "red only prediction")
+    except YolohandError as exc:
+        st.error(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`yolohand predict`: images -> submission CSV (29 rows per image), optionally probability maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def predict(
+    rle: Path = typer.Option(..., "--rle", help="Submission CSV to write (image_name,class,rle; 29 rows per image)."),
+    weights: list[Path] = typer.Option(
+        None, "--weights", "-w", show_default=False,
+        help="Checkpoint(s); repeat to average several (e.g. all folds) "
+        "[default: newest best.pt under the runs folder, else the shipped weights/yolohand-synth-n.pt].",
+    ),
+    source: Path = typer.Option(
+        None, "--source", show_default=False,
+        help="A folder (searched recursively), an image, or a .txt list of images [default: <root>/test/DCM].",
+    ),
+    runs: Path = typer.Option(None, "--runs", show_default=False, help="Where to look for best.pt [default: configured runs]."),
+    imgsz: int = typer.Option(None, "--imgsz", show_default=False, help="Network input size [default: the checkpoint's training size]."),
+    conf: float = typer.Option(0.05, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
+    iou: float = typer.Option(0.7, "--iou", help="NMS IoU threshold (per class)."),
+    device: str = typer.Option(None, "--device", show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
+    batch: int = typer.Option(1, "--batch", help="Images per network call."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold for the masks (p >= threshold)."),
+    merge: str = typer.Option("top1", "--merge", help="top1: the most confident detection per class; union: pixel-wise max over a class's detections."),
+    conf_weight: bool = typer.Option(
+        False, "--conf-weight/--no-conf-weight", help="Multiply mask probabilities by the detection confidence."
+    ),
+    save_probs: Path = typer.Option(
+        None, "--save-probs", show_default=False,
+        help="Also write uint8 (29,H,W) probability maps here, one .npz per image (probmaps format).",
+    ),
+    gt: Path = typer.Option(None, "--gt", show_default=False, help="Dataset root with annotations: score the CSV at the end."),
+    mask_mode: str = typer.Option("soft", "--mask-mode", hidden=True, help="soft | polygon (the common way, for comparisons)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+) -> None:
+    """Predict images into a submission CSV: soft full-resolution masks, one instance per bone."""
+    from ..errors import YolohandError
+    from ..postprocess import MASK_MODES, MERGES
+    from ..predict import Settings, predict_to_submission
+
+    if merge not in MERGES:
+        raise YolohandError(f"--merge {merge!r}: expected one of {', '.join(MERGES)}")
+    if mask_mode not in MASK_MODES:
+        raise YolohandError(f"--mask-mode {mask_mode!r}: expected one of {', '.join(MASK_MODES)}")
+    if not 0.0 < threshold <= 1.0:
+        raise YolohandError(f"--threshold {threshold}: expected a value in (0, 1]")
+    if not 0.0 <= conf < 1.0:
+        raise YolohandError(f"--conf {conf}: expected a value in [0, 1)")
+    if batch < 1:
+        raise YolohandError(f"--batch {batch}: expected at least 1")
+    settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold)
+    summary = predict_to_submission(
+        rle, source=source, weights=weights or None, runs=runs, imgsz=imgsz, conf=conf, iou=iou, device=device,
+        batch=batch, settings=settings, save_probs=save_probs, gt=gt, force=force,
+    )
+    if summary.eval_table:
+        typer.echo(summary.eval_table)
+    for line in summary.lines():
+        typer.echo(line)

@@ -1,0 +1,38 @@
+"""`yolohand show IMAGE`: the X-ray with the 29 masks as translucent fills, contours and a legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def show(
+    image: str = typer.Argument(..., help="Image path, or a bare image name looked up under ROOT/{train,test}/DCM."),
+    gt: bool = typer.Option(False, "--gt", help="Draw the ground truth (the image's annotation JSON)."),
+    pred: Path = typer.Option(None, "--pred", help="Draw this image's masks from a submission CSV."),
+    out: Path = typer.Option(None, "--out", help="Output PNG (default: <stem>_overlay.png in the working directory)."),
+    root: Path = typer.Option(None, "--root", help="Dataset root for bare image names (default: config 'root')."),
+    alpha: float = typer.Option(0.35, "--alpha", min=0.0, max=1.0, help="Opacity of the fills."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+) -> None:
+    """Draw the ground truth and/or a submission's masks over an X-ray, with a legend.
+
+    With both --gt and --pred the two overlays are drawn side by side.
+    """
+    from ..atomic import check_writable
+    from ..config import default_path
+    from ..errors import YolohandError
+    from ..viz import render_show, resolve_image, write_png
+
+    image_path, json_path = resolve_image(image, default_path("root", root))
+    if gt and json_path is None:
+        raise YolohandError(f"{image_path}: no annotation JSON found (expected under the split's outputs_json/)")
+    out = out if out is not None else Path.cwd() / f"{image_path.stem}_overlay.png"
+    check_writable(out, force)  # fail before the work, not after
+    result = render_show(image_path, json_path if gt else None, pred, alpha)
+    write_png(out, result.picture, force)
+    for line in result.lines:
+        typer.echo(line)
+    h, w = result.picture.shape[:2]
+    typer.echo(f"wrote {out} ({w}x{h} px) for {image_path}")

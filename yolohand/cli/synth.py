@@ -1,0 +1,26 @@
+"""`yolohand synth OUT`: write a synthetic hand X-ray dataset in the competition layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def synth(
+    out: Path = typer.Argument(..., help="Output folder (gets train/ and test/ like the competition data)."),
+    train_ids: int = typer.Option(20, "--train-ids", help="Number of train IDs (2 images each: left and right hand)."),
+    test_ids: int = typer.Option(5, "--test-ids", help="Number of test IDs (2 images each; ground truth included)."),
+    size: int = typer.Option(2048, "--size", help="Image side in pixels (the real data is 2048)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
+    workers: int = typer.Option(None, "--workers", help="Worker processes (default: CPU count)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """Write synthetic hand X-rays with 29 annotated bones in the competition layout."""
+    from ..synth import generate_dataset
+
+    summary = generate_dataset(
+        out, train_ids=train_ids, test_ids=test_ids, size=size, seed=seed, workers=workers, force=force
+    )
+    for line in summary.lines():
+        typer.echo(line)

@@ -1,0 +1,59 @@
+"""`yolohand train`: train a YOLO-seg model on one fold or on every fold (best.pt chosen by Dice)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import YolohandError
+
+
+def _parse_fold(text: str) -> int | None:
+    """``"all"`` -> None (every fold); ``"3"`` -> 3."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise YolohandError(f"--fold {text!r}: expected a fold number (0, 1, ...) or 'all'") from None
+    if value < 0:
+        raise YolohandError(f"--fold {value}: fold numbers start at 0")
+    return value
+
+
+def train(
+    fold: str = typer.Option("0", "--fold", help="Fold to train (its val list is the validation set), or 'all'."),
+    model: str = typer.Option(None, "--model", help="ultralytics seg yaml (yolo11n-seg.yaml ... yolo26x-seg.yaml) or a local .pt to fine-tune [default: yolo11n-seg.yaml]."),
+    imgsz: int = typer.Option(None, "--imgsz", help="Network input size [default: the fold YAML's cache size from `convert --imgsz`, else 1024]."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs [default: 100]."),
+    batch: int = typer.Option(None, "--batch", help="Batch size (total over GPUs) [default: 16]."),
+    device: str = typer.Option(None, "--device", help="cpu, 0, or 0,1 for multi-GPU DDP [default: GPU 0 if any, else cpu]."),
+    workers: int = typer.Option(None, "--workers", help="Data-loading workers per GPU (ultralytics uses 0 on CPU) [default: 8]."),
+    hours: float = typer.Option(None, "--time", help="Training time budget in hours (overrides --epochs; ultralytics fits the schedule to it)."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads on CPU [default: every core]; fewer can be faster when the cores are busy."),
+    name: str = typer.Option("train", "--name", help="Run name: outputs go to <runs>/<name>/fold<k>/."),
+    resume: bool = typer.Option(False, "--resume", help="Continue <runs>/<name>/fold<k>/weights/last.pt."),
+    config: Path = typer.Option(None, "--config", help="YAML of any ultralytics train arguments (flags override it)."),
+    yolo: Path = typer.Option(None, "--yolo", help="Converted dataset folder (default: datasets/yolo or yolohand.yaml)."),
+    runs: Path = typer.Option(None, "--runs", help="Runs folder (default: runs or yolohand.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+) -> None:
+    """Train YOLO-seg on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
+    from ..train import format_results, list_folds, train_fold
+
+    k = _parse_fold(fold)
+    folds = list_folds(yolo) if k is None else [k]
+    kwargs = dict(yolo=yolo, runs=runs, name=name, model=model, config=config, device=device, force=force,
+                  resume=resume, imgsz=imgsz, epochs=epochs, batch=batch, workers=workers, time=hours, threads=threads)
+    results = []
+    for i in folds:
+        result = train_fold(i, **kwargs)
+        results.append(result)
+        if len(folds) > 1:
+            typer.echo(f"fold {i} done: Dice {result.dice:.4f}, {result.best}")
+    if len(results) > 1:
+        typer.echo("\n" + format_results(results))  # ends with the mean over folds
+    else:
+        r = results[0]
+        typer.echo(f"best.pt: {r.best} (validation Dice {r.dice:.4f}, epoch {r.best_epoch} of {r.epochs})")

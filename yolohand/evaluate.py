@@ -1,0 +1,305 @@
+"""The competition metric for a submission CSV or a folder of probability maps.
+
+Dice per (image, class) = (2|A∩B| + 1e-4) / (|A| + |B| + 1e-4) on full-resolution binary
+masks, averaged over images per class, then over the 29 classes (DESIGN.md). Everything runs
+on RLE runs: the prediction's runs come from the CSV (or from thresholding a probability map),
+the ground truth's from filling each polygon inside its bounding box
+(:func:`yolohand.data.polygon_crop`) - never a dense 29 x H x W array.
+
+Thresholds: a probability map stores ``u8 = round(p * 255)``; a pixel is predicted when
+``p >= 0.5``, which is exactly ``u8 >= 128`` (:data:`yolohand.probmaps.THRESHOLD_U8`).
+
+Ground truth comes from a dataset root in the competition layout. Each predicted image is
+looked up in the train split, then the test split (images with an annotation JSON); ``split``
+forces one. ``fold=k`` keeps only fold k's validation images, read from ``<yolo_dir>/folds.json``
+written by ``yolohand convert``. A prediction covering a subset of the ground truth is scored on
+that subset (``n_images`` of ``n_gt_images``); one naming an image the ground truth lacks is an
+error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import metrics, rle
+from .classes import CLASSES, NUM_CLASSES
+from .data import DatasetIndex, ImageRecord, find_split, image_size, polygon_crop, read_annotation
+from .errors import YolohandError
+from .probmaps import THRESHOLD_U8, iter_probmap_folder, load_probmap
+
+Shape = tuple[int, int]
+SPLITS = ("train", "test")
+
+
+@dataclass
+class EvalResult:
+    """Dice of one prediction against the ground truth."""
+
+    per_class: np.ndarray          # float64 (29,): mean Dice over the scored images, per class
+    mean: float                    # mean of per_class (the competition's mDice)
+    n_images: int                  # images scored
+    n_gt_images: int               # ground-truth images in scope (split(s) used, or the fold)
+    n_pred_images: int = 0         # images in PRED (more than n_images when --fold skips some)
+    pred: str = ""
+    gt_root: str = ""
+    split: str = ""                # "train", "test" or "train+test"
+    fold: int | None = None
+    per_image: dict[str, np.ndarray] = field(default_factory=dict)  # name -> float64 (29,)
+    problems: list[str] = field(default_factory=list)  # annotation problems met (not fatal)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: summary, per-class Dice by name, per-image Dice lists."""
+        return {
+            "pred": self.pred,
+            "gt_root": self.gt_root,
+            "split": self.split,
+            "fold": self.fold,
+            "n_images": self.n_images,
+            "n_gt_images": self.n_gt_images,
+            "n_pred_images": self.n_pred_images,
+            "mean_dice": float(self.mean),
+            "per_class": {name: float(d) for name, d in zip(CLASSES, self.per_class)},
+            "per_image": {name: [float(d) for d in v] for name, v in self.per_image.items()},
+            "problems": list(self.problems),
+        }
+
+
+def to_json(result: EvalResult, indent: int | None = 2) -> str:
+    """The result as JSON text (see :meth:`EvalResult.to_dict`)."""
+    return json.dumps(result.to_dict(), indent=indent)
+
+
+def format_table(result: EvalResult, digits: int = 4) -> str:
+    """Plain aligned text: a header line, one row per class (name, Dice), then the mean."""
+    width = max(len(c) for c in CLASSES + ("mean",))
+    where = f"{result.split}" + (f", fold {result.fold}" if result.fold is not None else "")
+    lines = [
+        f"{result.pred} vs {result.gt_root} ({where}): "
+        f"{result.n_images} of {result.n_gt_images} ground-truth images scored"
+        + (f" ({result.n_pred_images - result.n_images} predicted images outside the fold skipped)"
+           if result.n_pred_images > result.n_images else ""),
+        f"{'class':<{width}}  Dice",
+        f"{'-' * width}  {'-' * (digits + 2)}",
+    ]
+    lines += [f"{name:<{width}}  {d:.{digits}f}" for name, d in zip(CLASSES, result.per_class)]
+    lines += [f"{'-' * width}  {'-' * (digits + 2)}", f"{'mean':<{width}}  {result.mean:.{digits}f}"]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- ground truth
+
+
+def gt_runs(json_path: str | os.PathLike, shape: Shape) -> tuple[list[np.ndarray], list[str]]:
+    """Ground-truth runs of one annotation JSON: 29 Runs (class order), and its problems.
+
+    Each polygon is filled within its bounding box (identical to cv2.fillPoly on the full
+    image); several polygons of one class are OR-ed on runs.
+    """
+    ann = read_annotation(json_path)
+    h, w = shape
+    per_class: list[list[np.ndarray]] = [[] for _ in range(NUM_CLASSES)]
+    for poly in ann.polygons:
+        crop, y0, x0 = polygon_crop(poly.points, h, w)
+        if crop.size:
+            per_class[poly.class_index].append(rle.crop_to_runs(crop, y0, x0, shape))
+    out = []
+    for runs in per_class:
+        if not runs:
+            out.append(rle.empty_runs())
+        elif len(runs) == 1:
+            out.append(runs[0])
+        else:
+            out.append(rle.vote(runs, min_weight=1))  # union
+    return out, ann.problems
+
+
+def read_folds(yolo_dir: str | os.PathLike) -> list[list[str]]:
+    """Fold lists from ``<yolo_dir>/folds.json`` (``{"folds": [[id, ...], ...], ...}``)."""
+    path = Path(yolo_dir) / "folds.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise YolohandError(f"{path}: not found (run `yolohand convert` first, or pass --yolo DIR)") from None
+    except (OSError, ValueError) as exc:
+        raise YolohandError(f"{path}: not readable JSON ({exc})") from None
+    folds = doc.get("folds") if isinstance(doc, dict) else None
+    if not isinstance(folds, list) or not all(isinstance(f, list) for f in folds):
+        raise YolohandError(f"{path}: expected {{\"folds\": [[ID, ...], ...]}}")
+    return [[str(x) for x in f] for f in folds]
+
+
+def _in_fold(rec: ImageRecord, members: set[str]) -> bool:
+    """A fold lists patient IDs; image rel paths, names or stems are accepted as well."""
+    return bool({rec.patient_id, rec.rel_path, rec.name, rec.stem} & members)
+
+
+@dataclass
+class _GroundTruth:
+    records: dict[str, tuple[str, ImageRecord]]   # key (name or stem) -> (split, record)
+    indexes: dict[str, DatasetIndex]
+    unannotated: set[str]                          # keys of images present but without JSON
+
+
+def _load_gt(root: str | os.PathLike, split: str | None, by_stem: bool) -> _GroundTruth:
+    splits = SPLITS if split is None else (split,)
+    if split is not None and split not in SPLITS:
+        raise YolohandError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    records: dict[str, tuple[str, ImageRecord]] = {}
+    indexes: dict[str, DatasetIndex] = {}
+    unannotated: set[str] = set()
+    errors = []
+    for s in splits:
+        try:
+            idx = find_split(root, s, require_json=True)
+        except YolohandError as exc:
+            errors.append(str(exc))
+            continue
+        indexes[s] = idx
+        for rec in idx.records:
+            records.setdefault(rec.stem if by_stem else rec.name, (s, rec))
+        for p in idx.images_without_json:
+            unannotated.add(p.stem if by_stem else p.name)
+    if not indexes:
+        raise YolohandError("; ".join(errors))
+    if not records:
+        raise YolohandError(f"{root}: no annotated images in {' or '.join(splits)} (no outputs_json?)")
+    return _GroundTruth(records, indexes, unannotated)
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def _pred_names(pred: Path) -> tuple[list[str], dict[str, Path] | None]:
+    """(image names in PRED order, {name: map path} for a probability folder else None)."""
+    if pred.is_dir():
+        listing = iter_probmap_folder(pred)
+        if not listing:
+            raise YolohandError(f"{pred}: no .npz probability maps (and not a CSV)")
+        return [name for name, _ in listing], dict(listing)
+    if not pred.is_file():
+        raise YolohandError(f"{pred}: not found (expected a submission CSV or a folder of .npz maps)")
+    from .submission import read_image_names
+
+    names = read_image_names(pred)
+    if not names:
+        raise YolohandError(f"{pred}: no images (only a header)")
+    return names, None
+
+
+def _pred_runs(
+    pred: Path, maps: dict[str, Path] | None, wanted: dict[str, Shape], stream_shape: Shape
+) -> Iterator[tuple[str, list[np.ndarray]]]:
+    """(name, 29 Runs) for the names in ``wanted``, in PRED order."""
+    if maps is not None:
+        for name, path in maps.items():
+            if name in wanted:
+                u8 = load_probmap(path, shape=wanted[name])
+                yield name, [rle.mask_to_runs(u8[c] >= THRESHOLD_U8) for c in range(NUM_CLASSES)]
+        return
+    from .submission import iter_submission
+
+    for name, runs in iter_submission(pred, stream_shape):
+        if name in wanted:
+            h, w = wanted[name]
+            for c, r in enumerate(runs):
+                if len(r) and int(r[-1, 1]) > h * w:
+                    raise YolohandError(
+                        f"{pred}: image {name!r} class {CLASSES[c]}: RLE goes past the image's {h}x{w} pixels"
+                    )
+            yield name, runs
+
+
+def evaluate(
+    pred: str | os.PathLike,
+    gt_root: str | os.PathLike,
+    split: str | None = None,
+    fold: int | None = None,
+    yolo_dir: str | os.PathLike | None = None,
+    shape: Shape | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Score ``pred`` (submission CSV or probability-map folder) against ``gt_root``'s annotations.
+
+    ``split``: None looks each image up in train then test; "train"/"test" forces one.
+    ``fold``: score only fold ``fold``'s validation images (``<yolo_dir>/folds.json``; yolo_dir
+    defaults to the configured ``yolo`` path). ``shape``: assume every image is (H, W) instead
+    of reading each PNG header. Raises YolohandError when PRED names an image the ground truth
+    lacks, or when nothing is left to score.
+    """
+    pred = Path(pred)
+    names, maps = _pred_names(pred)
+    gt = _load_gt(gt_root, split, by_stem=maps is not None)
+
+    def key(name: str) -> str:
+        return Path(name).stem if maps is not None else name
+
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise YolohandError(f"{pred}: image #{i + 1} {name!r} appears twice")
+        seen.add(name)
+
+    for i, name in enumerate(names):
+        if key(name) not in gt.records:
+            counts = ", ".join(f"{s}: {len(ix.records)}" for s, ix in gt.indexes.items())
+            why = "has no annotation JSON" if key(name) in gt.unannotated else "is not in the ground truth"
+            where = f"{maps[name]}" if maps is not None else f"{pred}: image #{i + 1}"
+            raise YolohandError(f"{where}: {name!r} {why} of {gt_root} ({counts} annotated images)")
+
+    used_splits = sorted({gt.records[key(n)][0] for n in names}, key=SPLITS.index)
+    if fold is not None:
+        from .config import default_path
+
+        folds = read_folds(default_path("yolo", yolo_dir))
+        if not 0 <= fold < len(folds):
+            raise YolohandError(f"--fold {fold}: folds.json has folds 0..{len(folds) - 1}")
+        if "train" not in gt.indexes:
+            raise YolohandError(f"{gt_root}: --fold needs the train split")
+        members = set(folds[fold])
+        scope = [r for r in gt.indexes["train"].records if _in_fold(r, members)]
+        if not scope:
+            raise YolohandError(f"fold {fold}: none of its IDs are annotated images of {gt_root}/train")
+        used_splits = ["train"]
+    else:
+        scope = [r for s in used_splits for r in gt.indexes[s].records]
+    scope_keys = {key(r.name) for r in scope}
+    scored = [n for n in names if key(n) in scope_keys and gt.records[key(n)][0] in used_splits]
+    if not scored:
+        raise YolohandError(f"{pred}: none of its {len(names)} images are in fold {fold}'s validation set")
+
+    records = {n: gt.records[key(n)][1] for n in scored}
+    sizes = {n: tuple(shape) if shape else image_size(records[n].image_path) for n in scored}
+    stream_shape = max(set(sizes.values()), key=lambda s: (s[0] * s[1], s))
+
+    table = metrics.DiceTable()
+    per_image: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    bar = tqdm(total=len(scored), desc="evaluate", unit="img", disable=not progress)
+    for name, runs in _pred_runs(pred, maps, sizes, stream_shape):
+        truth, probs = gt_runs(records[name].json_path, sizes[name])
+        problems += probs
+        dice = np.array([metrics.dice_runs(p, t) for p, t in zip(runs, truth)], dtype=np.float64)
+        table.add(name, dice)
+        per_image[name] = dice
+        bar.update()
+    bar.close()
+    return EvalResult(
+        per_class=np.asarray(table.per_class(), dtype=np.float64),
+        mean=float(table.mean()),
+        n_images=len(per_image),
+        n_gt_images=len(scope),
+        n_pred_images=len(names),
+        pred=str(pred),
+        gt_root=str(gt_root),
+        split="+".join(used_splits),
+        fold=fold,
+        per_image=per_image,
+        problems=problems,
+    )

@@ -1,0 +1,792 @@
+"""Synthetic hand X-rays with 29 annotated bones, written in the competition layout.
+
+The competition data is not public; tests, the demo and the benchmarks run on this instead::
+
+    OUT/train/DCM/IDnnn/image<13-digit ms timestamp>[_L|_R].png
+    OUT/train/outputs_json/IDnnn/<same stem>.json          (competition JSON schema)
+    OUT/test/DCM/IDnnn/...png
+    OUT/test/outputs_json/IDnnn/...json                    (absent in the real data; lets us score)
+
+How one image is made:
+
+1. Anatomy (:func:`hand_outlines`): every bone is a float outline in a canonical frame at the
+   2048-pixel reference scale, origin at the capitate, y pointing down (towards the forearm),
+   thumb on the -x side (a right hand in PA view). Long bones (metacarpals, phalanges, radius,
+   ulna) have a shaft and wider, rounded ends (:func:`long_bone`); carpals are lumpy rounded
+   shapes (:func:`round_bone`). Per-patient proportions and per-image pose (finger spread,
+   bent wrist) vary; a left hand is the mirror image.
+2. Placement: one affine map (scale, rotation, mirroring, translation) into the image.
+3. Polygons (:func:`bone_polygon`): each bone outline is rasterised with sub-pixel precision
+   and its outer contour taken with ``cv2.findContours`` -> an integer pixel contour (tens to
+   hundreds of points). The ground truth is by definition ``cv2.fillPoly`` of those points, and
+   the image is rendered from exactly those masks, so image and labels agree to the pixel.
+4. Rendering (:func:`render_image`): soft-tissue envelope, bone density with a brighter cortex,
+   added where bones overlap, exposure curve, blur, noise, and now and then a ring or a marker.
+
+Everything is drawn with cv2 at full resolution (cheap) except the soft tissue (drawn at 1/4
+resolution and smoothed). Each image has its own seed derived from (seed, ID, hand), so the
+output is byte-identical for a seed whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_dir
+from .classes import CLASSES, NUM_CLASSES
+from .data import polygon_crop
+from .errors import YolohandError
+
+REF_SIZE = 2048  # the canonical frame is in pixels of a 2048 x 2048 image
+FIRST_TIMESTAMP = 1661130828152  # ms; the real file names are image<13-digit timestamp>.png
+FINGER_NAMES = ("thumb", "index", "middle", "ring", "little")
+# Bent wrists are rarer in train than in test, as in the real data (11 % vs 58 %): a shift.
+BENT_WRIST = {"train": 0.15, "test": 0.4}
+
+# ----------------------------------------------------------------------------- bone shapes
+
+
+def long_bone(
+    p0: np.ndarray,
+    p1: np.ndarray,
+    w0: float,
+    ws: float,
+    w1: float,
+    cap0: float = 1.0,
+    cap1: float = 1.0,
+    bend: float = 0.0,
+    skew1: float = 0.0,
+    n: int = 48,
+    flare: float = 0.2,
+) -> np.ndarray:
+    """Outline of a long bone from its proximal end ``p0`` to its distal end ``p1``.
+
+    Half-widths: ``w0`` at the base, ``ws`` along the shaft, ``w1`` at the head; the ends are
+    rounded with elliptic caps of length ``cap0 * w0`` / ``cap1 * w1`` (small = flat end).
+    ``bend`` bows the shaft sideways (fraction of the length); ``skew1`` slants the distal end
+    (the radial styloid); ``flare``: length of the widening at each end, as a fraction of the
+    length (short for the long forearm bones). Returns float64 (2n, 2) x, y, counter-clockwise-ish, closed implicitly.
+    """
+    p0 = np.asarray(p0, float)
+    p1 = np.asarray(p1, float)
+    axis = p1 - p0
+    length = float(np.hypot(*axis))
+    u = axis / length
+    nrm = np.array([-u[1], u[0]])
+    # Denser sampling near the ends, where the outline curves most.
+    t = (1 - np.cos(np.linspace(0, np.pi, n))) / 2
+    half = ws + (w0 - ws) * np.exp(-((t / flare) ** 2)) + (w1 - ws) * np.exp(-(((1 - t) / flare) ** 2))
+    c0 = min(cap0 * w0 / length, 0.45)
+    c1 = min(cap1 * w1 / length, 0.45)
+    cap = np.ones_like(t)
+    lo = t < c0
+    cap[lo] = np.sqrt(np.clip(1 - ((c0 - t[lo]) / c0) ** 2, 0, 1))
+    hi = t > 1 - c1
+    cap[hi] = np.sqrt(np.clip(1 - ((t[hi] - (1 - c1)) / c1) ** 2, 0, 1))
+    half = half * np.maximum(cap, 0.0)
+    centre = p0 + np.outer(t * length, u) + np.outer(bend * length * np.sin(np.pi * t), nrm)
+    ramp = np.clip((t - 0.75) / 0.25, 0, 1) ** 2  # skew acts on the distal quarter only
+    left = centre + np.outer(half, nrm) + np.outer(skew1 * half * ramp, u)
+    right = centre - np.outer(half, nrm) - np.outer(skew1 * half * ramp, u)
+    return np.concatenate([left, right[::-1]])
+
+
+def round_bone(
+    centre: tuple[float, float],
+    a: float,
+    b: float,
+    angle_deg: float,
+    harmonics: np.ndarray,
+    n: int = 64,
+) -> np.ndarray:
+    """Outline of a carpal bone: an ellipse (half-axes a, b, rotated) made lumpy by harmonics.
+
+    ``harmonics`` float (K, 2): amplitude and phase of radial harmonics 2..K+1. Returns float64
+    (n, 2) x, y.
+    """
+    phi = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = np.ones_like(phi)
+    for k, (amp, phase) in enumerate(harmonics, start=2):
+        r += amp * np.cos(k * phi + phase)
+    x = a * r * np.cos(phi)
+    y = b * r * np.sin(phi)
+    ang = np.deg2rad(angle_deg)
+    c, s = np.cos(ang), np.sin(ang)
+    return np.stack([centre[0] + c * x - s * y, centre[1] + s * x + c * y], axis=1)
+
+
+def _direction(angle_deg: float) -> np.ndarray:
+    """Unit vector pointing distally (up, -y) tilted by angle (positive towards +x, the ulna)."""
+    a = np.deg2rad(angle_deg)
+    return np.array([np.sin(a), -np.cos(a)])
+
+
+def _rotate_about(points: np.ndarray, pivot: np.ndarray, angle_deg: float) -> np.ndarray:
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (points - pivot) @ rot.T + pivot
+
+
+# ----------------------------------------------------------------------------- anatomy
+
+# Finger rays in the canonical frame (reference pixels). base: carpometacarpal joint; angle:
+# degrees from vertical (+ towards the little finger); lengths and half-widths
+# (base, shaft, head) from the metacarpal to the distal phalanx.
+_RAYS: dict[str, dict] = {
+    "thumb": dict(base=(-116, -30), angle=-34, lengths=(170, 128, 92),
+                  widths=((27, 19, 26), (25, 16, 21), (21, 12, 15))),
+    "index": dict(base=(-58, -50), angle=-6, lengths=(262, 188, 112, 84),
+                  widths=((25, 16, 27), (24, 16, 20), (20, 13, 17), (18, 10, 12))),
+    "middle": dict(base=(-2, -56), angle=0, lengths=(252, 202, 128, 88),
+                   widths=((26, 16, 27), (25, 16, 20), (21, 14, 17), (18, 10, 12))),
+    "ring": dict(base=(52, -48), angle=7, lengths=(232, 188, 120, 86),
+                 widths=((23, 15, 25), (23, 15, 19), (20, 13, 16), (17, 10, 12))),
+    "little": dict(base=(94, -40), angle=15, lengths=(205, 150, 90, 78),
+                   widths=((22, 14, 23), (21, 13, 17), (18, 12, 14), (16, 9, 11))),
+}
+# Finger bone class numbers, distal -> metacarpal (DESIGN.md).
+_FINGER_CLASSES: dict[str, tuple[int, ...]] = {
+    "thumb": (1, 2, 3), "index": (4, 5, 6, 7), "middle": (8, 9, 10, 11),
+    "ring": (12, 13, 14, 15), "little": (16, 17, 18, 19),
+}
+# Carpals: centre, half-axes a, b, angle. Trapezium/Trapezoid and Triquetrum/Pisiform overlap.
+_CARPALS: dict[str, tuple[tuple[float, float], float, float, float]] = {
+    "Capitate": ((-2, 12), 38, 64, 0),
+    "Hamate": ((64, 8), 36, 54, 15),
+    "Trapezoid": ((-58, -12), 27, 32, -10),
+    "Trapezium": ((-100, 8), 36, 38, -30),
+    "Lunate": ((-10, 110), 40, 36, 0),
+    "Triquetrum": ((56, 92), 34, 27, 28),
+    "Pisiform": ((76, 106), 24, 23, 0),
+}
+_WRIST_PIVOT = np.array([-10.0, 160.0])  # a bent wrist rotates carpus and fingers about this
+
+
+@dataclass
+class Patient:
+    """Per-ID anatomy: proportions shared by the left and right hand of one person."""
+
+    scale: float  # overall hand size relative to the canonical hand
+    finger_len: dict[str, float]  # per-finger length factor
+    width: float  # bone width factor
+    carpal_harmonics: dict[str, np.ndarray]  # lumpy carpal outlines, (3, 2) each
+    bends: np.ndarray  # (19,) shaft bow of the finger bones
+    density: float  # bone density factor (age, sex)
+
+
+def sample_patient(rng: np.random.Generator) -> Patient:
+    """Draw one person's anatomy."""
+    harm = {}
+    for name in list(_CARPALS) + ["Scaphoid"]:
+        amps = rng.uniform(0.0, 0.05, 3) / np.arange(1, 4)
+        harm[name] = np.stack([amps, rng.uniform(0, 2 * np.pi, 3)], axis=1)
+    return Patient(
+        scale=float(rng.uniform(0.92, 1.12)),
+        finger_len={f: float(rng.normal(1.0, 0.03)) for f in FINGER_NAMES},
+        width=float(rng.uniform(0.9, 1.12)),
+        carpal_harmonics=harm,
+        bends=rng.normal(0, 0.015, 19),
+        density=float(rng.uniform(0.8, 1.15)),
+    )
+
+
+@dataclass
+class Pose:
+    """Per-image pose: how the hand lies on the detector."""
+
+    spread: float  # degrees between neighbouring fingers added to the rest pose
+    finger_jitter: np.ndarray  # (5,) degrees per finger
+    thumb_abduction: float  # degrees
+    wrist_bend: float  # degrees, 0 for a straight wrist (radial/ulnar deviation)
+
+
+def sample_pose(rng: np.random.Generator, bent_wrist_p: float = 0.2) -> Pose:
+    """Draw one image's pose; a bent wrist in about ``bent_wrist_p`` of the images."""
+    bend = 0.0
+    if rng.random() < bent_wrist_p:
+        bend = float(rng.choice([-1, 1]) * rng.uniform(12, 28))
+    return Pose(
+        spread=float(rng.uniform(-1.5, 6.0)),
+        finger_jitter=rng.normal(0, 2.0, 5),
+        thumb_abduction=float(rng.uniform(-8, 14)),
+        wrist_bend=bend,
+    )
+
+
+def hand_outlines(patient: Patient, pose: Pose) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """All 29 bone outlines of a right hand (thumb at -x) in the canonical frame.
+
+    Returns (outlines: class name -> float64 (N, 2), landmarks: name -> float64 (K, 2) points
+    used to draw the soft tissue: each finger's joint chain, carpometacarpal joint first).
+    """
+    w = patient.width
+    out: dict[str, np.ndarray] = {}
+    marks: dict[str, np.ndarray] = {}
+    for fi, finger in enumerate(FINGER_NAMES):
+        ray = _RAYS[finger]
+        base = np.array(ray["base"], float)
+        angle = ray["angle"] + pose.finger_jitter[fi] * 0.3
+        if finger == "thumb":
+            angle -= pose.thumb_abduction * 0.6
+        lengths = np.array(ray["lengths"]) * patient.finger_len[finger]
+        classes = _FINGER_CLASSES[finger][::-1]  # metacarpal first
+        chain = [base]
+        p = base
+        for bi, (length, (w0, ws, w1), cls) in enumerate(zip(lengths, ray["widths"], classes)):
+            if bi == 1:  # phalanges fan out around the metacarpophalangeal joint
+                spread_step = {"thumb": -1.5, "index": -1, "middle": 0, "ring": 1, "little": 2}[finger]
+                angle += pose.spread * spread_step + pose.finger_jitter[fi]
+                if finger == "thumb":
+                    angle -= pose.thumb_abduction * 0.4
+            d = _direction(angle)
+            gap = 0.04 * length + 5 if bi > 0 else 0.0  # joint space
+            p0 = p + d * gap
+            p1 = p0 + d * length
+            is_tip = bi == len(lengths) - 1
+            outline = long_bone(
+                p0, p1, w0 * w, ws * w, w1 * w,
+                cap0=0.35, cap1=0.55 if is_tip else 0.85,
+                bend=float(patient.bends[cls - 1]),
+            )
+            out[f"finger-{cls}"] = outline
+            chain.append(p1)
+            p = p1
+        marks[finger] = np.array(chain)
+
+    for name, (centre, a, b, ang) in _CARPALS.items():
+        out[name] = round_bone(centre, a * w * 1.06, b * w * 1.06, ang, patient.carpal_harmonics[name])
+    # Scaphoid: an elongated, waisted bone lying obliquely under the trapezium.
+    h = patient.carpal_harmonics["Scaphoid"][:, 0]
+    s0 = np.array([-60.0, 146.0])
+    s1 = np.array([-120.0, 62.0])
+    out["Scaphoid"] = long_bone(s0, s1, 34 * w * (1 + h[0]), 26 * w, 31 * w * (1 + h[1]), cap0=1.0, cap1=1.0, n=40)
+
+    if pose.wrist_bend:
+        for name in list(out):
+            if name not in ("Radius", "Ulna"):
+                out[name] = _rotate_about(out[name], _WRIST_PIVOT, pose.wrist_bend)
+        for name in FINGER_NAMES:
+            marks[name] = _rotate_about(marks[name], _WRIST_PIVOT, pose.wrist_bend)
+
+    # Forearm: the radius ends under scaphoid and lunate with a slanted distal end (styloid on
+    # the thumb side), the ulna slightly shorter on the other side. Both run off the image.
+    out["Radius"] = long_bone(
+        (-28, 1400), (-42, 158), 40 * w, 37 * w, 68 * w, cap0=0.3, cap1=0.25, skew1=-0.4, n=96, flare=0.1
+    )
+    out["Ulna"] = long_bone((70, 1400), (70, 178), 24 * w, 23 * w, 31 * w, cap0=0.3, cap1=0.8, n=80, flare=0.07)
+    return out, marks
+
+
+# ----------------------------------------------------------------------------- placement
+
+
+@dataclass
+class Placement:
+    """Canonical -> image affine map."""
+
+    matrix: np.ndarray  # float64 (2, 3)
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """float (N, 2) canonical -> float64 (N, 2) image x, y."""
+        return points @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    @property
+    def scale(self) -> float:
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+
+def place_hand(
+    rng: np.random.Generator, outlines: dict[str, np.ndarray], size: int, mirror: bool, scale: float
+) -> Placement:
+    """Rotate, mirror, scale and translate the hand into the image.
+
+    Every bone but the forearm, plus the distal 250..450 reference px of radius and ulna, must
+    fit inside the margins; the forearm then runs off the bottom edge as in real radiographs.
+    """
+    ang = np.deg2rad(rng.normal(0, 7))
+    c, s = np.cos(ang), np.sin(ang)
+    lin = np.array([[c, -s], [s, c]]) @ np.diag([-1.0 if mirror else 1.0, 1.0])
+    k = size / REF_SIZE * scale * rng.uniform(1.15, 1.45)
+    cut = float(np.min(outlines["Radius"][:, 1])) + rng.uniform(250, 450)
+    forearm = np.concatenate([outlines["Radius"], outlines["Ulna"]])
+    parts = [v for n, v in outlines.items() if n not in ("Radius", "Ulna")] + [forearm[forearm[:, 1] < cut]]
+    pts = np.concatenate(parts) @ lin.T
+    margin = 0.03 * size
+    extent = pts.max(0) - pts.min(0)
+    k = min(k, (size - 2 * margin) / extent.max())  # shrink to fit
+    pts = pts * k
+    lo, hi = pts.min(0), pts.max(0)
+    # Translation range that keeps the box inside the margins.
+    tx_lo, tx_hi = margin - lo[0], size - margin - hi[0]
+    ty_lo, ty_hi = margin - lo[1], size - margin - hi[1]
+    tx = rng.uniform(tx_lo, tx_hi)
+    ty = ty_lo + (ty_hi - ty_lo) * rng.uniform(0.4, 1.0)  # rather low: room for the forearm
+    matrix = np.concatenate([lin * k, np.array([[tx], [ty]])], axis=1)
+    return Placement(matrix)
+
+
+# ----------------------------------------------------------------------------- polygons
+
+_SUB = 8  # sub-pixel bits for cv2.fillPoly(shift=3)
+
+
+def bone_polygon(outline_px: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Integer pixel contour of a float outline (image px), clipped to the image.
+
+    Rasterises with sub-pixel precision, then takes the largest outer contour
+    (CHAIN_APPROX_SIMPLE: only collinear runs are dropped, so cv2.fillPoly of the result is the
+    same set of pixels as of the full pixel chain). Returns int32 (N, 2) x, y; (0, 2) when
+    the bone falls outside the image.
+    """
+    x0 = int(np.clip(np.floor(outline_px[:, 0].min()) - 2, 0, w))
+    y0 = int(np.clip(np.floor(outline_px[:, 1].min()) - 2, 0, h))
+    x1 = int(np.clip(np.ceil(outline_px[:, 0].max()) + 3, 0, w))
+    y1 = int(np.clip(np.ceil(outline_px[:, 1].max()) + 3, 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 2), np.int32)
+    canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    pts = np.round((outline_px - (x0, y0)) * _SUB).astype(np.int32)
+    cv2.fillPoly(canvas, [pts.reshape(-1, 1, 2)], 1, lineType=cv2.LINE_8, shift=3)
+    contours, _ = cv2.findContours(canvas, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return np.zeros((0, 2), np.int32)
+    best = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    return best.reshape(-1, 2).astype(np.int32) + np.array([x0, y0], np.int32)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@dataclass
+class Look:
+    """Per-image imaging conditions."""
+
+    background: float  # gray level of air
+    tissue: float  # attenuation of the soft tissue at full thickness
+    bone: float  # attenuation of one bone layer
+    contrast: float  # tone curve s + contrast * s * (1 - s): > 0 brightens mid-tones
+    gain: float  # exposure: how quickly attenuation saturates to white
+    blur: float  # Gaussian sigma at the 2048 reference, pixels
+    noise: float  # gray levels
+    ring: bool
+    marker: bool
+
+
+def sample_look(rng: np.random.Generator, patient: Patient) -> Look:
+    """Draw one image's exposure, contrast, blur, noise and artifacts (ring 6 %, marker 12 %)."""
+    return Look(
+        background=float(rng.uniform(5, 35)),
+        tissue=float(rng.uniform(0.28, 0.45)),
+        bone=float(rng.uniform(0.85, 1.15) * patient.density),
+        contrast=float(rng.uniform(-0.2, 0.3)),
+        gain=float(rng.uniform(0.85, 1.2)),
+        blur=float(rng.uniform(0.8, 1.8)),
+        noise=float(rng.uniform(1.5, 5.0)),
+        ring=bool(rng.random() < 0.06),
+        marker=bool(rng.random() < 0.12),
+    )
+
+
+def _add_bone(acc: np.ndarray, poly: np.ndarray, weight: float, cortex_px: int, hollow: float) -> None:
+    """Add one bone's density to ``acc`` (float32 (H, W)) where fillPoly(poly) is set.
+
+    The cortex (a rim ``cortex_px`` wide) is denser than the inside, as on radiographs: the
+    inside keeps ``1 - hollow`` of the density.
+    """
+    h, w = acc.shape
+    crop, y0, x0 = polygon_crop(poly, h, w)
+    if crop.size == 0:
+        return
+    m = crop.astype(np.float32)
+    pad = cortex_px + 1
+    mp = cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    inner = cv2.erode(mp, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * cortex_px + 1,) * 2))
+    inner = inner[pad:-pad, pad:-pad]
+    # Soft inner falloff keeps the medulla darker than the cortex without a hard inner edge.
+    inner = cv2.GaussianBlur(inner, (0, 0), max(cortex_px * 0.8, 0.5))
+    density = m * (1.0 - hollow * inner)
+    acc[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] += weight * density
+
+
+def _smooth_field(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """Low-frequency random field, roughly in [-1, 1]: float32 (h, w)."""
+    small = rng.standard_normal((cells, cells)).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass
+class Tissue:
+    """Soft-tissue shapes in image pixels."""
+
+    fingers: list[tuple[np.ndarray, float]]  # per finger: float (K, 2) joint chain, half width (px)
+    palm: np.ndarray  # float (M, 2) polygon
+    forearm: np.ndarray  # float (M, 2) polygon (wrist and forearm)
+
+
+def render_image(
+    rng: np.random.Generator,
+    size: int,
+    polygons: dict[str, np.ndarray],
+    tissue: Tissue,
+    look: Look,
+    ring_at: tuple | None,
+    marker_at: tuple | None,
+    k: float,
+) -> np.ndarray:
+    """Render the radiograph from the bone polygons: uint8 (size, size).
+
+    Attenuation model: signal = 1 - exp(-gain * (tissue + bone)), so overlapping bones add up
+    and saturate; this factorises into exp(-gain * tissue) (smooth: computed at low resolution)
+    times exp(-gain * bone) (sharp: full resolution). ``k``: image pixels per reference pixel.
+    """
+    h = w = size
+    # --- soft tissue at low resolution: sharp-ish skin line, thicker in the middle.
+    f = 4 if size >= 512 else 2 if size >= 256 else 1
+    lh, lw = -(-h // f), -(-w // f)
+    hard8 = np.zeros((lh, lw), np.uint8)  # cv2 anti-aliases on 8-bit images only
+
+    def low(p: np.ndarray) -> np.ndarray:  # image px -> low-res fixed point (shift=4)
+        return np.round(p * (16 / f)).astype(np.int32).reshape(-1, 1, 2)
+
+    cv2.fillPoly(hard8, [low(tissue.forearm)], 255, cv2.LINE_AA, shift=4)
+    cv2.fillPoly(hard8, [low(tissue.palm)], 255, cv2.LINE_AA, shift=4)
+    for chain, half_width in tissue.fingers:
+        thick = max(int(round(2 * half_width / f)), 1)
+        cv2.polylines(hard8, [low(chain)], False, 255, thick, cv2.LINE_AA, shift=4)
+    hard = hard8.astype(np.float32) * np.float32(1 / 255)
+    profile = cv2.GaussianBlur(hard, (0, 0), max(16 * k / f, 0.5))
+    thickness = hard * (0.45 + 0.8 * profile)
+    thickness = cv2.GaussianBlur(thickness, (0, 0), max(1.5 * k / f, 0.5))
+    thickness *= 1.0 + 0.1 * _smooth_field(rng, lh, lw, 6)
+    trans_tissue = cv2.exp(thickness * np.float32(-look.gain * look.tissue))
+    trans_tissue = cv2.resize(trans_tissue, (w, h), interpolation=cv2.INTER_LINEAR)
+    # Exposure varies slowly over the detector (heel effect): a gentle gradient of the air level.
+    ramp = np.linspace(-1, 1, 8, dtype=np.float32)
+    gx, gy = rng.uniform(-0.3, 0.3, 2)
+    air_small = look.background * (1 + gx * ramp[None, :] + gy * ramp[:, None])
+    air = cv2.resize(air_small.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+
+    # --- bones at full resolution: cortex denser than the medulla, overlaps add up.
+    bone = np.zeros((h, w), np.float32)
+    cortex = max(int(round(4.5 * k)), 1)
+    for name, poly in polygons.items():
+        weight = 1.1 if name in ("Radius", "Ulna") else 1.0
+        hollow = 0.3 if name in _CARPALS or name == "Scaphoid" else 0.55  # long bones: medullary canal
+        _add_bone(bone, poly, weight, cortex, hollow)
+    bone *= 1.0 + 0.07 * _smooth_field(rng, h, w, 40)  # uneven mineral density
+    if ring_at is not None:  # a metal ring: very dense band around a finger
+        centre, axes, angle = ring_at
+        cv2.ellipse(bone, (int(centre[0]), int(centre[1])), (int(axes[0]), int(axes[1])), float(angle), 0, 360,
+                    4.0, max(int(round(9 * k)), 1), cv2.LINE_AA)
+    if marker_at is not None:  # a lead marker letter in a corner
+        x, y, letter = marker_at
+        glyph = np.zeros((h, w), np.uint8)  # putText draws on 8-bit images only
+        cv2.putText(glyph, letter, (int(x), int(y)), cv2.FONT_HERSHEY_DUPLEX, max(3.0 * k, 0.35), 255,
+                    max(int(round(10 * k)), 1), cv2.LINE_AA)
+        bone += glyph.astype(np.float32) * np.float32(5 / 255)
+    sigma = look.blur * k
+    if sigma > 0.3:
+        bone = cv2.GaussianBlur(bone, (0, 0), sigma)
+    trans = cv2.exp(bone * np.float32(-look.gain * look.bone))
+
+    # --- exposure curve, detector noise (stronger where brighter), 8-bit.
+    signal = 1.0 - trans_tissue * trans
+    # Tone curve (cheaper than a power law, monotone for |contrast| <= 1).
+    signal += np.float32(look.contrast) * signal * (1.0 - signal)
+    img = air + (250.0 - air) * signal
+    noise = np.empty((h, w), np.float32)
+    cv2.setRNGSeed(int(rng.integers(0, 2**31 - 1)))  # cv2's RNG: fast, and seeded per image
+    cv2.randn(noise, 0.0, look.noise)
+    img += noise * (0.5 + signal)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- one image
+
+
+@dataclass
+class ImageJob:
+    """Everything a worker needs to write one image and its JSON (picklable)."""
+
+    image_path: str
+    json_path: str
+    rel_dir: str  # "ID001"
+    name: str  # "image1661130828152_R.png"
+    size: int
+    seed: tuple[int, ...]  # SeedSequence entropy for this image
+    patient_seed: tuple[int, ...]  # same for both hands of one ID
+    mirror: bool  # True: left hand (thumb at +x)
+    color: bool  # write a 3-channel PNG
+    bent_wrist_p: float = 0.15  # probability of a bent wrist
+
+
+def tissue_shapes(
+    outlines: dict[str, np.ndarray], marks: dict[str, np.ndarray], patient: Patient, place: Placement
+) -> Tissue:
+    """Soft-tissue envelope around the skeleton, built in the canonical frame, then placed."""
+    k = place.scale
+    fingers = []
+    for finger in FINGER_NAMES:
+        chain = marks[finger]
+        step = chain[-1] - chain[-2]
+        tip = chain[-1] + step / np.linalg.norm(step) * 16  # the pulp reaches past the bone
+        half = {"thumb": 40, "index": 37, "middle": 38, "ring": 36, "little": 32}[finger] * patient.width
+        fingers.append((place.apply(np.vstack([chain, tip])), half * k))
+    # Palm: hull of the metacarpals (thumb only to its middle: the web is not filled) and carpus.
+    thumb = marks["thumb"]
+    palm_src = [marks[f][:2] for f in FINGER_NAMES[1:]] + [thumb[:1], (thumb[:1] + thumb[1:2]) / 2]
+    palm_src += [outlines[n] for n in _CARPALS] + [outlines["Scaphoid"]]
+    forearm_bones = np.vstack([outlines["Radius"], outlines["Ulna"]])
+    wrist_y = forearm_bones[:, 1].min()
+    palm_src.append(forearm_bones[forearm_bones[:, 1] < wrist_y + 60])  # the palm reaches the forearm
+    hull = cv2.convexHull(np.vstack(palm_src).astype(np.float32)).reshape(-1, 2).astype(float)
+    centre = hull.mean(0)
+    palm = centre + (hull - centre) * np.array([1.14, 1.06])
+    # Forearm: hull of radius and ulna, widened sideways more and more away from the wrist.
+    fhull = cv2.convexHull(forearm_bones.astype(np.float32)).reshape(-1, 2).astype(float)
+    fx = fhull[:, 0].mean()
+    widen = 1.15 + 0.35 * np.clip((fhull[:, 1] - wrist_y) / 500, 0, 1)
+    forearm = np.stack([fx + (fhull[:, 0] - fx) * widen, fhull[:, 1]], axis=1)
+    return Tissue(fingers, place.apply(palm), place.apply(forearm))
+
+
+def synth_hand(job: ImageJob) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Make one image: (uint8 (S, S), class name -> int32 (N, 2) polygon), in class order."""
+    patient = sample_patient(np.random.default_rng(np.random.SeedSequence(job.patient_seed)))
+    rng = np.random.default_rng(np.random.SeedSequence(job.seed))
+    pose = sample_pose(rng, job.bent_wrist_p)
+    outlines, marks = hand_outlines(patient, pose)
+    place = place_hand(rng, outlines, job.size, job.mirror, patient.scale)
+    k = place.scale
+    size = job.size
+    polygons: dict[str, np.ndarray] = {}
+    for name in CLASSES:
+        poly = bone_polygon(place.apply(outlines[name]), size, size)
+        if len(poly) < 3:  # should not happen: placement keeps every bone inside
+            raise RuntimeError(f"{job.name}: bone {name} fell outside the image")
+        polygons[name] = poly
+
+    tissue = tissue_shapes(outlines, marks, patient, place)
+    look = sample_look(rng, patient)
+    ring_at = None
+    if look.ring:  # around the proximal phalanx of the ring finger (or another finger)
+        finger = FINGER_NAMES[int(rng.integers(1, 5))]
+        a, b = place.apply(marks[finger][1:3])  # proximal phalanx ends
+        mid = a + (b - a) * rng.uniform(0.3, 0.55)
+        direction = np.degrees(np.arctan2(b[1] - a[1], b[0] - a[0]))
+        half = tissue.fingers[FINGER_NAMES.index(finger)][1]  # soft-tissue half width, px
+        ring_at = (mid, (max(half * 0.3, 1), max(half * 1.05, 1)), direction)
+    marker_at = None
+    if look.marker:
+        corner = int(rng.integers(0, 2))
+        x = size * (0.05 if corner == 0 else 0.83)
+        marker_at = (x, size * rng.uniform(0.08, 0.2), "L" if job.mirror else "R")
+    img = render_image(rng, size, polygons, tissue, look, ring_at, marker_at, k)
+    return img, polygons
+
+
+def annotation_json(job: ImageJob, polygons: dict[str, np.ndarray], rng: np.random.Generator) -> dict:
+    """The competition JSON for one image: all eight top-level keys, annotations in class order."""
+
+    def new_uuid() -> str:
+        return str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | int(rng.integers(0, 2**63)), version=4))
+
+    annotations = [
+        {
+            "id": f"{i + 1}-{new_uuid()}",
+            "type": "poly_seg",
+            "attributes": {},
+            "points": polygons[name].tolist(),
+            "label": name,
+        }
+        for i, name in enumerate(CLASSES)
+    ]
+    return {
+        "annotations": annotations,
+        "attributes": {},
+        "file_id": new_uuid(),
+        "filename": Path(job.name).with_suffix(".jpg").name,  # the real files say .jpg too
+        "parent_path": f"/{job.rel_dir}",
+        "last_modifier_id": new_uuid(),
+        "metadata": {"height": 3060, "width": 3060},  # wrong on purpose, like the real data
+        "last_workers": {},
+    }
+
+
+# Fast PNG: one cheap filter and Huffman-only deflate (LZ matching gains little on noisy images).
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
+    _PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
+
+
+def write_image(job: ImageJob) -> int:
+    """Render and write one PNG + JSON; returns the number of polygon points written."""
+    img, polygons = synth_hand(job)
+    if job.color:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    ok, buf = cv2.imencode(".png", img, _PNG_PARAMS)
+    if not ok:
+        raise RuntimeError(f"{job.image_path}: PNG encoding failed")
+    Path(job.image_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(job.json_path).parent.mkdir(parents=True, exist_ok=True)
+    buf.tofile(job.image_path)
+    doc = annotation_json(job, polygons, np.random.default_rng(np.random.SeedSequence(job.seed + (7,))))
+    # json.dumps uses the C encoder (json.dump to a file does not): ~10x faster.
+    Path(job.json_path).write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
+    return sum(len(p) for p in polygons.values())
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class SynthSummary:
+    """What generate_dataset wrote."""
+
+    out: Path
+    size: int
+    seed: int
+    train_ids: list[str] = field(default_factory=list)
+    test_ids: list[str] = field(default_factory=list)
+    train_images: int = 0
+    test_images: int = 0
+    points: int = 0
+    workers: int = 1
+    seconds: float = 0.0
+
+    @property
+    def images(self) -> int:
+        return self.train_images + self.test_images
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines for the CLI."""
+        return [
+            f"wrote {self.images} images ({self.train_images} train, {self.test_images} test) "
+            f"at {self.size}x{self.size} to {self.out}",
+            f"IDs: {len(self.train_ids)} train, {len(self.test_ids)} test; seed {self.seed}; "
+            f"{self.points / max(self.images * NUM_CLASSES, 1):.0f} points per polygon on average",
+            f"{self.seconds:.1f} s with {self.workers} worker(s)",
+        ]
+
+
+def plan_jobs(out: Path, train_ids: int, test_ids: int, size: int, seed: int) -> tuple[list[ImageJob], list[str], list[str]]:
+    """Decide IDs, file names and per-image seeds. Returns (jobs, train IDs, test IDs).
+
+    IDs are ID001..IDnnn with the test IDs drawn among them (as in the real data); two images
+    per ID, left and right hand in random order, names image<13-digit ms timestamp>.png with
+    an _L/_R suffix for about a quarter of the IDs; timestamps increase, so names are unique.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    total = train_ids + test_ids
+    test_numbers = set((rng.choice(total, size=test_ids, replace=False) + 1).tolist()) if test_ids else set()
+    digits = max(3, len(str(total)))
+    ts = FIRST_TIMESTAMP
+    jobs: list[ImageJob] = []
+    train, test = [], []
+    for number in range(1, total + 1):
+        pid = f"ID{number:0{digits}d}"
+        split = "test" if number in test_numbers else "train"
+        (test if split == "test" else train).append(pid)
+        suffixed = rng.random() < 0.25
+        hands = [False, True] if rng.random() < 0.5 else [True, False]
+        for mirror in hands:
+            ts += int(rng.integers(3_000, 900_000))
+            stem = f"image{ts}" + (("_L" if mirror else "_R") if suffixed else "")
+            jobs.append(
+                ImageJob(
+                    image_path=str(out / split / "DCM" / pid / f"{stem}.png"),
+                    json_path=str(out / split / "outputs_json" / pid / f"{stem}.json"),
+                    rel_dir=pid,
+                    name=f"{stem}.png",
+                    size=size,
+                    seed=(seed, number, int(mirror)),
+                    patient_seed=(seed, number),
+                    mirror=mirror,
+                    color=bool(rng.random() < 0.3),
+                    bent_wrist_p=BENT_WRIST[split],
+                )
+            )
+    return jobs, train, test
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core already; avoid oversubscription
+
+
+def generate_dataset(
+    out: str | os.PathLike,
+    train_ids: int = 20,
+    test_ids: int = 5,
+    size: int = 2048,
+    seed: int = 0,
+    workers: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> SynthSummary:
+    """Write a synthetic dataset in the competition layout to ``out`` (atomically).
+
+    ``workers``: processes (default: CPU count; 0 or 1 renders in this process). The output is
+    identical for a seed whatever ``workers`` is. Raises YolohandError on bad arguments or
+    when ``out`` exists without ``force``.
+    """
+    from tqdm.auto import tqdm
+
+    if train_ids < 0 or test_ids < 0 or train_ids + test_ids == 0:
+        raise YolohandError(f"--train-ids {train_ids} --test-ids {test_ids}: need at least one ID, none negative")
+    if size < 64:
+        raise YolohandError(f"--size {size}: too small for 29 bones (minimum 64)")
+    start = time.perf_counter()
+    out = Path(out)
+    with atomic_dir(out, force) as tmp:
+        jobs, train, test = plan_jobs(tmp, train_ids, test_ids, size, seed)
+        n_workers = min(os.cpu_count() or 1, len(jobs)) if workers is None else max(1, min(workers, len(jobs)))
+        bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
+        points = 0
+        if n_workers <= 1:
+            for job in jobs:
+                points += write_image(job)
+                bar.update()
+        else:
+            # forkserver: workers never inherit the threads of a caller that already runs
+            # torch / OpenMP / cv2 thread pools (fork would risk a deadlock there).
+            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
+                for n in pool.map(write_image, jobs, chunksize=1):
+                    points += n
+                    bar.update()
+        bar.close()
+    summary = SynthSummary(
+        out=out,
+        size=size,
+        seed=seed,
+        train_ids=train,
+        test_ids=test,
+        train_images=2 * len(train),
+        test_images=2 * len(test),
+        points=points,
+        workers=n_workers,
+        seconds=time.perf_counter() - start,
+    )
+    return summary
+
+
+__all__ = [
+    "ImageJob",
+    "SynthSummary",
+    "bone_polygon",
+    "generate_dataset",
+    "hand_outlines",
+    "long_bone",
+    "round_bone",
+    "synth_hand",
+]

@@ -1,0 +1,410 @@
+"""Train a YOLO segmentation model on one fold (or every fold) of a converted dataset.
+
+``train_fold(0)`` trains on ``<yolo>/folds/fold0.yaml`` (written by ``yolohand convert``) and
+writes ``<runs>/<name>/fold0/`` (``weights/best.pt``, ``weights/last.pt``, ``results.csv``,
+``args.yaml``, plots). ``best.pt`` is the epoch with the best validation Dice
+(:mod:`yolohand.dice_val`), logged per epoch in the ``metrics/dice(M)`` column of results.csv.
+
+Arguments, lowest to highest precedence (:func:`merge_train_args`):
+
+1. :data:`DATA_DEFAULTS`, chosen for this data (below);
+2. ``--config run.yaml``: any ultralytics train argument (``lr0: 0.005``, ``time: 1.5``, ...);
+3. explicit flags (``--imgsz``, ``--epochs``, ...).
+
+Run layout arguments (``data``, ``project``, ``name``, ``exist_ok``, ``resume``, ``task``,
+``mode``, ``save_dir``) are set by yolohand from ``--fold``/``--yolo``/``--runs``/``--name``/
+``--resume`` and refused in the config file.
+
+Choices for hand X-rays (:data:`DATA_DEFAULTS`):
+
+* ``overlap_mask=False``: one target mask per instance, so where two bones overlap in
+  projection (Trapezium/Trapezoid, Triquetrum/Pisiform) each keeps its full mask. ultralytics'
+  default ``True`` merges the instances into one index map in which the smaller bone wins the
+  shared pixels: the bigger bone is trained to leave a hole.
+* ``hsv_h=0, hsv_s=0``: the images are grey, hue/saturation jitter is meaningless.
+  ``hsv_v=0.3``: a mild brightness jitter for exposure differences.
+* ``fliplr=0.5`` (kept): a mirrored right hand is an anatomically valid left hand and the data
+  has both hands (``_L``/``_R`` pairs per patient). Class identities do not change under the flip:
+  the mirrored right thumb metacarpal is the left thumb metacarpal (``finger-3`` either way);
+  bone names carry no side. ``flipud=0``: the forearm is always at the bottom.
+* mosaic stays on (ultralytics default 1.0) for sample variety but is closed for the last
+  ``close_mosaic=10`` epochs (all of a run of <= 10 epochs), so the model ends training on
+  whole single hands as at inference time.
+* ``pretrained=False`` when the model is a ``*.yaml`` (built from scratch; no weights are
+  looked up); a local ``.pt`` is fine-tuned from its own weights.
+* ``amp``: always passed explicitly: ``False`` on CPU, ``True`` on a GPU (ultralytics' AMP
+  check, which downloads a checkpoint, is replaced by an offline one, see dice_val).
+
+Grayscale: ultralytics reads images the way the data YAML's ``channels`` says (``channels: 1`` ->
+``cv2.IMREAD_GRAYSCALE`` and a 1-channel first conv), and stores ``channels`` in the checkpoint,
+so prediction with that checkpoint reads images the same way. A ``.pt`` trained with one channel
+count cannot be fine-tuned on data with another: :func:`train_fold` refuses it with a message.
+
+CPU: ultralytics sets torch to ``min(8, cores - 1)`` threads and ``workers=0``; yolohand resets
+the threads to every core (logged as ``yolohand: torch uses N CPU threads``). Multi-GPU:
+``device="0,1"`` launches ultralytics' DDP workers, which re-import
+:class:`yolohand.dice_val.DiceSegmentationTrainer` (it needs the ``cloudpickle`` package).
+
+Offline: :func:`yolohand.offline.setup_offline` runs before ultralytics is imported; weights are
+never downloaded (a ``.pt`` that is not on disk is a :class:`YolohandError`).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import default_path
+from .errors import YolohandError
+
+DEFAULT_MODEL = "yolo11n-seg.yaml"
+DEFAULT_NAME = "train"
+#: results.csv column with the validation Dice (same string as yolohand.dice_val.DICE_KEY,
+#: repeated here so this module does not import ultralytics at import time).
+DICE_KEY = "metrics/dice(M)"
+
+#: ultralytics train arguments yolohand sets differently from ultralytics' defaults (module docstring).
+DATA_DEFAULTS: dict[str, Any] = {
+    "overlap_mask": False,
+    "hsv_h": 0.0,
+    "hsv_s": 0.0,
+    "hsv_v": 0.3,
+    "fliplr": 0.5,
+    "flipud": 0.0,
+    "close_mosaic": 10,
+}
+
+#: Network input size when neither --imgsz, --config nor the data YAML's ``cache_imgsz`` says.
+DEFAULT_IMGSZ = 1024
+
+#: Arguments set by yolohand itself (from --fold/--yolo/--runs/--name/--resume); refused in --config.
+RESERVED_KEYS: frozenset[str] = frozenset({"data", "project", "exist_ok", "resume", "task", "mode", "save_dir"})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of one fold's training."""
+
+    best: Path  # absolute path of weights/best.pt
+    dice: float  # validation Dice of best.pt (validator resolution, see yolohand.dice_val)
+    run_dir: Path  # <runs>/<name>/fold<k>
+    fold: int = -1
+    best_epoch: int = -1  # 1-based epoch of best.pt (-1 when unknown)
+    epochs: int = 0  # epochs run
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def ultralytics_train_keys() -> frozenset[str]:
+    """Every key of ultralytics' ``cfg/default.yaml`` (read as YAML; ultralytics is not imported)."""
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None or not spec.submodule_search_locations:
+        raise YolohandError("ultralytics is not installed")
+    for base in spec.submodule_search_locations:
+        path = Path(base) / "cfg" / "default.yaml"
+        if path.is_file():
+            return frozenset(yaml.safe_load(path.read_text()))
+    raise YolohandError("ultralytics/cfg/default.yaml not found: broken ultralytics install")
+
+
+def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``--config`` YAML of ultralytics train arguments; YolohandError naming the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise YolohandError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        where = f"{path}:{line + 1}" if line is not None else str(path)
+        raise YolohandError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise YolohandError(f"{path}: expected a mapping of ultralytics train arguments (key: value)")
+    known = ultralytics_train_keys()
+    for key in data:
+        if key in RESERVED_KEYS:
+            raise YolohandError(f"{path}: '{key}' is set by yolohand (use --fold/--yolo/--runs/--name/--resume)")
+        if key not in known:
+            close = [k for k in sorted(known) if k.replace("_", "") == str(key).replace("_", "").lower()]
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise YolohandError(f"{path}: '{key}' is not an ultralytics train argument{hint}")
+    return data
+
+
+def merge_train_args(config: Mapping[str, Any] | None = None, flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:data:`DATA_DEFAULTS` < ``config`` (from --config) < ``flags`` (CLI options; ``None`` = not given)."""
+    merged = dict(DATA_DEFAULTS)
+    merged.update(config or {})
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return merged
+
+
+def parse_device(device: str | int | None) -> str:
+    """Normalise ``--device``: ``None`` -> ``"0"`` when CUDA is available else ``"cpu"``; ``"cuda:0"`` -> ``"0"``."""
+    if device is None or str(device).strip() == "":
+        import torch
+
+        return "0" if torch.cuda.is_available() else "cpu"
+    text = str(device).strip().lower().replace(" ", "")
+    text = re.sub(r"^cuda:?", "", text) or "0"
+    if text != "cpu" and not re.fullmatch(r"\d+(,\d+)*", text) and text != "mps":
+        raise YolohandError(f"--device {device!r}: expected cpu, mps, a GPU index (0) or a list (0,1)")
+    return text
+
+
+def resolve_model(model: str | os.PathLike) -> str:
+    """Return the model argument for ultralytics, checked locally (never a download).
+
+    * an existing ``.pt`` -> its absolute path; a missing one -> YolohandError;
+    * an existing ``.yaml``/``.yml`` file -> its absolute path;
+    * a bundled ultralytics model yaml (``yolo11n-seg.yaml``, ``yolo26s-seg.yaml``, ...) -> the name,
+      after checking ultralytics knows it and that it is a segmentation model.
+    """
+    text = str(model)
+    path = Path(text).expanduser()
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        if not path.is_file():
+            raise YolohandError(
+                f"{text}: checkpoint not found (yolohand never downloads weights: give the path of a local .pt, "
+                f"or a model yaml such as {DEFAULT_MODEL} to train from scratch)"
+            )
+        return str(path.resolve())
+    if suffix not in {".yaml", ".yml"}:
+        raise YolohandError(f"--model {text}: expected an ultralytics model yaml (e.g. {DEFAULT_MODEL}) or a local .pt")
+    if path.is_file():
+        resolved = str(path.resolve())
+    else:
+        resolved = text
+    from .offline import setup_offline
+
+    setup_offline()
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        cfg = yaml_model_load(resolved)
+    except Exception as exc:  # FileNotFoundError or YAML errors from ultralytics
+        raise YolohandError(f"--model {text}: not a file and not an ultralytics model yaml ({exc})") from None
+    head = cfg.get("head") or []
+    last = str(head[-1][2]) if head and len(head[-1]) > 2 else ""
+    if "Segment" not in last:
+        raise YolohandError(f"--model {text}: not a segmentation model (its head is {last or 'unknown'}); use a *-seg.yaml")
+    return resolved
+
+
+def fold_yaml(yolo: str | os.PathLike | None, fold: int) -> Path:
+    """``<yolo>/folds/fold<k>.yaml``; YolohandError telling to run ``yolohand convert`` when missing."""
+    root = default_path("yolo", yolo)
+    path = root / "folds" / f"fold{fold}.yaml"
+    if not path.is_file():
+        hint = "" if (root / "folds").is_dir() else " (no folds/ folder there)"
+        raise YolohandError(
+            f"{path}: fold {fold} not found{hint}; run `yolohand convert --out {root}` first "
+            f"(or pass --yolo with the folder convert wrote)"
+        )
+    return path
+
+
+def list_folds(yolo: str | os.PathLike | None) -> list[int]:
+    """Fold indices with a ``fold<k>.yaml`` under ``<yolo>/folds``, sorted; error when there is none."""
+    root = default_path("yolo", yolo)
+    folds = sorted(int(m.group(1)) for p in (root / "folds").glob("fold*.yaml") if (m := re.fullmatch(r"fold(\d+)\.yaml", p.name)))
+    if not folds:
+        raise YolohandError(f"{root / 'folds'}: no fold<k>.yaml found; run `yolohand convert --out {root}` first")
+    return folds
+
+
+def _data_channels(data_yaml: Path) -> int:
+    try:
+        data = yaml.safe_load(data_yaml.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise YolohandError(f"{data_yaml}: not valid YAML ({exc})") from None
+    return int(data.get("channels", 3)) if isinstance(data, dict) else 3
+
+
+def _checkpoint_channels(pt: Path) -> int | None:
+    """Input channels of a checkpoint's first conv (None when it cannot be told)."""
+    import torch
+
+    from .offline import setup_offline
+
+    setup_offline()
+    try:
+        ckpt = torch.load(pt, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise YolohandError(f"{pt}: not a readable PyTorch checkpoint ({exc})") from None
+    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+    if model is None:
+        raise YolohandError(f"{pt}: no model in this checkpoint (not an ultralytics .pt?)")
+    if getattr(model, "task", None) not in (None, "segment"):
+        raise YolohandError(f"{pt}: a '{model.task}' model; yolohand trains segmentation models")
+    for p in model.parameters():
+        if p.ndim == 4:
+            return int(p.shape[1])
+    return None
+
+
+def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> int:
+    """``imgsz`` if given, else the fold YAML's resize-cache size (``convert --imgsz``), else DEFAULT_IMGSZ.
+
+    ultralytics loads convert's ``.npy`` resize cache instead of the PNG whenever it exists, so an
+    ``imgsz`` above the cache size would train on upsampled images: warn about it.
+    """
+    from .convert import cache_imgsz
+
+    cached = cache_imgsz(data_yaml)
+    if imgsz is None:
+        return int(cached or DEFAULT_IMGSZ)
+    if cached and int(imgsz) > cached:
+        import sys
+
+        print(f"warning: {data_yaml}: images are cached at {cached} px; imgsz={imgsz} trains on upsampled images "
+              f"(re-run `yolohand convert --imgsz {imgsz}`)", file=sys.stderr)
+    return int(imgsz)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _read_results(csv_path: Path) -> list[dict[str, float]]:
+    """results.csv rows as dicts of floats (keys stripped)."""
+    if not csv_path.is_file():
+        return []
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        parsed = {}
+        for k, v in row.items():
+            try:
+                parsed[k.strip()] = float(v)
+            except (TypeError, ValueError):
+                parsed[k.strip()] = math.nan
+        out.append(parsed)
+    return out
+
+
+def train_fold(
+    fold: int = 0,
+    *,
+    yolo: str | os.PathLike | None = None,
+    runs: str | os.PathLike | None = None,
+    name: str = DEFAULT_NAME,
+    model: str | os.PathLike | None = None,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    device: str | int | None = None,
+    force: bool = False,
+    resume: bool = False,
+    threads: int | None = None,
+    **flags: Any,
+) -> TrainResult:
+    """Train on ``<yolo>/folds/fold<fold>.yaml`` into ``<runs>/<name>/fold<fold>``; return best.pt and its Dice.
+
+    Args:
+        fold: fold index (its YAML's ``val`` list is the validation set).
+        yolo, runs: dataset and runs folders (defaults via ``yolohand.config.default_path``).
+        name: run name (a folder under ``runs``).
+        model: ultralytics seg yaml or local ``.pt`` (:func:`resolve_model`); default
+            ``--config``'s ``model`` or :data:`DEFAULT_MODEL`.
+        config: a run YAML path or a mapping of ultralytics train arguments.
+        device: ``cpu``, ``0``, ``0,1`` (DDP) ...; default GPU 0 when available else CPU.
+        force: replace an existing run folder (otherwise refused, unless ``resume``).
+        resume: continue ``<run>/weights/last.pt`` (ultralytics keeps that run's arguments,
+            except imgsz, batch, device, workers, time, patience, ...).
+        threads: torch CPU threads when training on CPU (default: every core; sets
+            ``$YOLOHAND_CPU_THREADS``, which also reaches worker processes).
+        **flags: other ultralytics train arguments (``imgsz``, ``epochs``, ``batch``, ``workers``,
+            ``time``, ...); ``None`` values are ignored (not given on the command line).
+    """
+    data = fold_yaml(yolo, fold)
+    if threads is not None:
+        if threads < 1:
+            raise YolohandError(f"--threads {threads}: must be at least 1")
+        os.environ["YOLOHAND_CPU_THREADS"] = str(threads)
+    cfg = read_run_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
+    args = merge_train_args(cfg, flags)
+    args["model"] = resolve_model(model if model is not None else args.get("model", DEFAULT_MODEL))
+    args["imgsz"] = _choose_imgsz(data, args.get("imgsz"))
+    args["device"] = parse_device(device if device is not None else args.get("device"))
+    on_cpu = args["device"] in {"cpu", "mps"}
+    if "amp" not in cfg or on_cpu:
+        args["amp"] = not on_cpu  # explicit: AMP needs CUDA; the GPU check is made offline in dice_val
+    if args["model"].endswith((".yaml", ".yml")):
+        args["pretrained"] = False  # from scratch: never look up pretrained weights
+    else:
+        ch_model, ch_data = _checkpoint_channels(Path(args["model"])), _data_channels(data)
+        if ch_model is not None and ch_model != ch_data:
+            raise YolohandError(
+                f"{args['model']}: takes {ch_model}-channel images but {data} has channels: {ch_data}; "
+                f"fine-tune on data converted the same way, or train from a model yaml"
+            )
+
+    project = default_path("runs", runs) / name
+    run_dir = project / f"fold{fold}"
+    last = run_dir / "weights" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
+        args["resume"] = str(last)
+        args["model"] = str(last)
+    elif run_dir.exists():
+        if not force:
+            raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
+        shutil.rmtree(run_dir)
+    args.update(data=str(data), project=str(project), name=f"fold{fold}", exist_ok=True)
+
+    from .dice_val import DiceSegmentationTrainer  # imports ultralytics (after setup_offline)
+
+    try:
+        trainer = DiceSegmentationTrainer(overrides=args)
+    except (FileNotFoundError, AssertionError, SyntaxError) as exc:
+        # ultralytics reports a bad dataset/argument/resume this way: show it as a user error
+        raise YolohandError(f"{data}: {exc}") from None
+    trainer.train()
+
+    best = Path(trainer.best)
+    if not best.is_file():
+        raise YolohandError(f"{run_dir}: training ended without weights/best.pt (see the log above)")
+    rows = _read_results(Path(trainer.csv))
+    dice = float(trainer.best_fitness) if trainer.best_fitness is not None else math.nan
+    final = (trainer.metrics or {}).get(DICE_KEY) if isinstance(trainer.metrics, dict) else None
+    if final is not None and math.isfinite(float(final)):
+        dice = float(final)  # re-validation of the saved best.pt (what is shipped)
+    best_epoch = -1
+    if rows and DICE_KEY in rows[0]:
+        scores = [r.get(DICE_KEY, math.nan) for r in rows]
+        finite = [(s, i) for i, s in enumerate(scores) if math.isfinite(s)]
+        if finite:
+            best_epoch = int(rows[max(finite)[1]].get("epoch", max(finite)[1] + 1))
+    return TrainResult(best=best.resolve(), dice=dice, run_dir=run_dir.resolve(), fold=fold,
+                       best_epoch=best_epoch, epochs=len(rows))
+
+
+def train_folds(folds: list[int] | None = None, **kwargs: Any) -> list[TrainResult]:
+    """Train each fold in turn (default: every ``fold<k>.yaml``), same arguments; return each result."""
+    folds = folds if folds is not None else list_folds(kwargs.get("yolo"))
+    for k in folds:
+        fold_yaml(kwargs.get("yolo"), k)  # fail before hours of training, not after
+    return [train_fold(k, **kwargs) for k in folds]
+
+
+def format_results(results: list[TrainResult]) -> str:
+    """A table: fold, best Dice, best epoch, best.pt path; plus the mean Dice when several folds."""
+    lines = [f"{'fold':>4}  {'Dice':>6}  {'epoch':>5}  best.pt"]
+    for r in results:
+        lines.append(f"{r.fold:>4}  {r.dice:6.4f}  {r.best_epoch:>5}  {r.best}")
+    if len(results) > 1:
+        mean = sum(r.dice for r in results) / len(results)
+        lines.append(f"{'mean':>4}  {mean:6.4f}")
+    return "\n".join(lines)
