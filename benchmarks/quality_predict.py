@@ -7,6 +7,7 @@ every postprocessing variant from them (the network part is identical across var
   largest contour, fillPoly: the common way, i.e. ``masks.xy`` refilled);
 - conf: the network runs at --conf (0.01); each variant keeps detections >= its own conf
   (default 0.05);
+- mask threshold: the raw sigmoid level mapped to 0.5 (0.8 by default, see postprocess);
 - merge: top1 (most confident detection per class) vs union (pixel-wise max);
 - conf-weight on/off; --conf 0.25 (ultralytics' default) vs the low default (filtering the
   NMS output by confidence afterwards is exact: NMS only lets higher-confidence boxes suppress);
@@ -50,24 +51,34 @@ class Variant:
     conf: float = P.DEFAULT_CONF  # detections kept (the network ran at --conf, lower)
     tta: bool = False
     models: str = "first"  # "first" or "all"
+    threshold: float = 0.5
+    mask_threshold: float = pp.DEFAULT_MASK_THRESHOLD  # raw sigmoid level mapped to 0.5 (logit shift)
+    missing: str = "zero"  # average_crops: a run that missed the class counts 0, or is skipped
 
 
 def variants(n_models: int, low_conf: float) -> list[Variant]:
     v = [
         Variant("polygon, union (the common way)", mask_mode="polygon", merge="union", conf=0.25),
         Variant("polygon, top1", mask_mode="polygon"),
-        Variant("soft, top1 (default)"),
+        Variant("soft, top1 (default: mask threshold 0.8)"),
+        Variant("soft, top1, mask threshold 0.5 (plain sigmoid)", mask_threshold=0.5),
+        Variant("soft, top1, mask threshold 0.4", mask_threshold=0.4),
+        Variant("soft, top1, mask threshold 0.7", mask_threshold=0.7),
+        Variant("soft, top1, mask threshold 0.9", mask_threshold=0.9),
         Variant("soft, union", merge="union"),
         Variant("soft, top1, conf-weight", conf_weight=True),
         Variant("soft, union, conf-weight", merge="union", conf_weight=True),
         Variant("soft, top1, conf 0.25", conf=0.25),
         Variant(f"soft, top1, conf {low_conf}", conf=low_conf),
         Variant("soft, top1, TTA flip", tta=True),
+        Variant("soft, top1, TTA flip, missing skipped", tta=True, missing="skip"),
     ]
     if n_models > 1:
         v += [
             Variant(f"soft, top1, {n_models} checkpoints averaged", models="all"),
+            Variant(f"soft, top1, {n_models} checkpoints averaged, missing skipped", models="all", missing="skip"),
             Variant(f"soft, top1, {n_models} checkpoints + TTA", models="all", tta=True),
+            Variant(f"soft, top1, {n_models} checkpoints + TTA, missing skipped", models="all", tta=True, missing="skip"),
         ]
     return v
 
@@ -111,11 +122,12 @@ def main(argv: list[str] | None = None) -> None:
                     t1 = time.perf_counter()
                     runs = []
                     for plain, flipped in per_model if v.models == "all" else per_model[:1]:
-                        runs.append(pp.class_crops(_filter(plain, v.conf), v.merge, v.conf_weight, v.mask_mode))
+                        runs.append(pp.class_crops(_filter(plain, v.conf), v.merge, v.conf_weight, v.mask_mode, mask_threshold=v.mask_threshold))
                         if v.tta:
-                            crops = pp.class_crops(_filter(flipped, v.conf), v.merge, v.conf_weight, v.mask_mode)
+                            crops = pp.class_crops(_filter(flipped, v.conf), v.merge, v.conf_weight, v.mask_mode,
+                                                   mask_threshold=v.mask_threshold)
                             runs.append(pp.flip_crops(crops, shape[1]))
-                    rles = pp.crops_to_rles(pp.average_crops(runs), shape, 0.5)
+                    rles = pp.crops_to_rles(pp.average_crops(runs, v.missing), shape, v.threshold)
                     t_pp += time.perf_counter() - t1
                     empty += sum(1 for r in rles if not r)
                     out.write_image(rec.name, rles)

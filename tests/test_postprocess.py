@@ -163,6 +163,11 @@ def test_average_counts_a_missing_class_as_zero():
     shape = (10, 10)
     np.testing.assert_allclose(_full(avg, shape), (_full(a, shape) + _full(b, shape)) / 2, atol=1e-7)
     assert avg[2] is None
+    skip = pp.average_crops([a, b], missing="skip")
+    np.testing.assert_allclose(_full(skip, shape)[1], _full(a, shape)[1], atol=1e-7)  # only a found class 1
+    np.testing.assert_allclose(_full(skip, shape)[0], _full(avg, shape)[0], atol=1e-7)  # both found class 0
+    with pytest.raises(ValueError):
+        pp.average_crops([a, b], missing="mean")
 
 
 def test_flip_crops_mirrors_the_full_map():
@@ -189,3 +194,14 @@ def test_rles_decode_to_thresholded_maps_and_probmap_agrees():
     assert u8.dtype == np.uint8 and u8.shape == (NUM_CLASSES, *shape)
     np.testing.assert_array_equal(u8 >= THRESHOLD_U8, masks)
     assert pp.detected_count(crops) == 3
+
+
+def test_mask_threshold_shifts_logits():
+    # Raw sigmoid t becomes 0.5: probs = sigmoid(logit - log(t / (1 - t))).
+    inst = _instances(np.ones((1, 4, 4)), [[1.0]], [[0, 0, 8, 8]], [0.9], [2], (16, 16), (16, 16))
+    crop = pp.class_crops(inst, mask_threshold=0.8)[2]
+    np.testing.assert_allclose(crop.probs, _sigmoid(1.0 - np.log(4.0)), rtol=1e-5)
+    crop = pp.class_crops(inst, mask_threshold=_sigmoid(1.0))[2]
+    np.testing.assert_allclose(crop.probs, 0.5, rtol=1e-5)
+    with pytest.raises(ValueError):
+        pp.class_crops(inst, mask_threshold=1.0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -131,9 +130,10 @@ def test_probability_maps_shapes_and_ranges(nets, images):
 def test_two_weights_average_equals_mean_of_their_maps(nets, images):
     img = images[:1]
     shape = img[0].shape
-    a = _full(P.predict_crops(nets[:1], img, P.Settings())[0], shape)
-    b = _full(P.predict_crops(nets[1:], img, P.Settings())[0], shape)
-    ab = _full(P.predict_crops(nets, img, P.Settings())[0], shape)
+    zero = P.Settings(missing="zero")  # the plain mean (the default "skip" leaves out a model that missed a class)
+    a = _full(P.predict_crops(nets[:1], img, zero)[0], shape)
+    b = _full(P.predict_crops(nets[1:], img, zero)[0], shape)
+    ab = _full(P.predict_crops(nets, img, zero)[0], shape)
     assert np.abs(a - b).max() > 0.1  # the two models really differ
     np.testing.assert_allclose(ab, (a + b) / 2, atol=1e-6)
 
@@ -142,7 +142,7 @@ def test_tta_is_mean_of_image_and_unflipped_flip(nets, images):
     img = images[0]
     plain = _full(P.predict_crops(nets[:1], [img], P.Settings())[0], img.shape)
     flipped = _full(P.predict_crops(nets[:1], [np.ascontiguousarray(img[:, ::-1])], P.Settings())[0], img.shape)
-    tta = _full(P.predict_crops(nets[:1], [img], P.Settings(tta=True))[0], img.shape)
+    tta = _full(P.predict_crops(nets[:1], [img], P.Settings(tta=True, missing="zero"))[0], img.shape)
     np.testing.assert_allclose(tta, (plain + flipped[:, :, ::-1]) / 2, atol=1e-6)
 
 
@@ -235,10 +235,11 @@ def test_cli_missing_weights_and_bad_options(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- quality floor
-#: mDice of the shipped demo checkpoint on the synth_root test images (2 images, 256 px),
-#: measured, minus a margin (see the test). Guards the whole path: reading, letterbox, soft
+#: mDice floor on the synth_root test images (2 images, 256 px). Measured before the demo
+#: checkpoint shipped, with the demo run's own intermediate checkpoints (yolo11n-seg, imgsz 512):
+#: epoch 5 0.600, epoch 17 0.872, epoch 18 0.914; the shipped one trains longer. Guards the whole path: reading, letterbox, soft
 #: masks, per-class top-1, RLE, evaluate.
-DEMO_DICE_FLOOR = 0.5
+DEMO_DICE_FLOOR = 0.80
 
 
 @pytest.mark.skipif(not P.DEMO_WEIGHTS.is_file(), reason="weights/yolohand-synth-n.pt not shipped yet")

@@ -222,7 +222,9 @@ def trained(synth_root, tmp_path_factory):
     """One epoch at imgsz 64 on fold 0 of the synthetic set, in a subprocess whose sockets all fail.
 
     The subprocess starts with no YOLO_* variables and an empty cache folder, so yolohand's
-    own offline setup (env, fonts) is what keeps ultralytics off the network, plots included.
+    own offline setup (env, fonts) is what keeps ultralytics off the network. ``plots: false``
+    (via --config, which this also exercises) halves the CPU time; the fonts that plotting
+    needs are checked offline in test_plot_fonts_resolve_offline.
     """
     from yolohand.convert import convert_dataset
 
@@ -232,7 +234,8 @@ def trained(synth_root, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env["XDG_CACHE_HOME"] = str(tmp / "cache")  # fresh ultralytics config dir: no font there yet
     env["PYTHONPATH"] = str(ROOT)
-    args = ["train", "--fold", "0", "--yolo", str(yolo), "--runs", str(runs), "--name", "t",
+    (tmp / "run.yaml").write_text("plots: false\nepochs: 5\n")  # --epochs 1 below overrides epochs
+    args = ["train", "--config", str(tmp / "run.yaml"), "--fold", "0", "--yolo", str(yolo), "--runs", str(runs), "--name", "t",
             "--imgsz", "64", "--epochs", "1", "--batch", "2", "--device", "cpu", "--threads", "1"]
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _GUARD, *args], env=env, cwd=tmp, capture_output=True, text=True,
@@ -263,20 +266,62 @@ def test_training_never_touches_the_network(trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NETWORK-ATTEMPT" not in proc.stderr + proc.stdout
     assert (tmp / "cache" / "yolohand" / "ultralytics" / "Ultralytics" / "Arial.ttf").is_file()
-    assert (run / "results.png").is_file()  # plots were drawn with the local font
     args = yaml.safe_load((run / "args.yaml").read_text())
+    assert args["plots"] is False and args["epochs"] == 1  # config applied, flag overrode it
     assert args["amp"] is False and args["pretrained"] is False and args["overlap_mask"] is False
     assert args["project"] == str(run.parent) and Path(args["project"]).is_absolute()
 
 
+def test_plot_fonts_resolve_offline(monkeypatch):
+    """The fonts ultralytics' plots and dataset check ask for are found locally, sockets failing."""
+    import socket
+
+    from yolohand.offline import setup_offline
+
+    setup_offline()
+
+    def blocked(*a, **k):
+        raise AssertionError("network access attempted")
+
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, blocked)
+    monkeypatch.setattr(socket, "create_connection", blocked)
+    monkeypatch.setattr(socket, "getaddrinfo", blocked)
+    from ultralytics.utils.checks import check_font
+
+    for font in ("Arial.ttf", "Arial.Unicode.ttf"):
+        path = check_font(font)
+        assert path is not None and Path(path).is_file()
+
+
 @pytest.mark.slow
-def test_fine_tune_from_best_and_refuse_overwrite(trained):
-    """The saved best.pt loads as a fine-tuning start; an existing run is not overwritten without --force."""
+def test_best_pt_is_one_channel_and_run_not_overwritten(trained):
+    """best.pt reads grayscale like the data (channels: 1); an existing run is kept without --force."""
     proc, run, _, tmp = trained
     assert proc.returncode == 0
     with pytest.raises(YolohandError, match="already exists"):
         train_fold(0, yolo=tmp / "yolo", runs=tmp / "runs", name="t", device="cpu")
+    with pytest.raises(YolohandError, match="finished, nothing to resume"):
+        train_fold(0, yolo=tmp / "yolo", runs=tmp / "runs", name="t", device="cpu", resume=True)
     from yolohand.dice_val import DiceSegmentationTrainer  # noqa: F401  (importable at module level, for DDP)
     from yolohand.train import _checkpoint_channels
 
     assert _checkpoint_channels(run / "weights" / "best.pt") == 1
+
+
+def test_recalibrate_batchnorm_uses_batch_statistics():
+    import torch
+
+    from yolohand.dice_val import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1, bias=False), torch.nn.BatchNorm2d(3, momentum=0.03))
+    model.eval()
+    batches = [{"img": torch.rand(4, 1, 5, 5) * 10 + 3} for _ in range(3)]
+    used = recalibrate_batchnorm(model, batches, lambda b: b, batches=2)
+    assert used == 2
+    with torch.no_grad():
+        feats = torch.cat([model[0](b["img"]) for b in batches[:2]])
+    bn = model[1]
+    np.testing.assert_allclose(bn.running_mean.numpy(), feats.mean((0, 2, 3)).numpy(), rtol=1e-5)
+    assert bn.momentum == 0.03 and not model.training  # restored

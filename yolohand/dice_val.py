@@ -244,6 +244,45 @@ def _no_integrations(instance: Any) -> None:
     """Stand-in for ``add_integration_callbacks``: no Platform/W&B/Comet/MLflow/... callbacks, no analytics."""
 
 
+#: Training batches used to re-estimate BatchNorm statistics before each validation (0 = off).
+BN_RECALIBRATION_BATCHES = 8
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, loader: Any, preprocess: Any, batches: int) -> int:
+    """Re-estimate every BatchNorm's running mean/var on ``batches`` training batches ("precise BN").
+
+    ``model`` (the EMA model) is run in train mode without gradients; BN momentum is set to
+    None (cumulative average) meanwhile and restored after. Returns the number of batches used.
+
+    Why: from scratch with a small batch, weights move faster than BN's running statistics
+    (momentum 0.03) follow, and the eval-mode network is far off the train-mode one. Measured on
+    yolo11n-seg after 3 epochs (synthetic, AdamW lr 1e-3, batch 8): max class score 0.001 with
+    the running statistics vs 0.73 with re-estimated ones; validation Dice stayed 0 without it.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return 0
+    momenta = [bn.momentum for bn in bns]
+    was_training = model.training
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    used = 0
+    model.train()
+    try:
+        with torch.no_grad():
+            for batch in loader:
+                if used >= batches:
+                    break
+                model(preprocess(batch)["img"])
+                used += 1
+    finally:
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+        model.train(was_training)
+    return used
+
+
 class DiceSegmentationTrainer(SegmentationTrainer):
     """``SegmentationTrainer`` whose validator is :class:`DiceSegmentationValidator`, offline by construction.
 
@@ -252,6 +291,8 @@ class DiceSegmentationTrainer(SegmentationTrainer):
     * ultralytics' AMP check (downloads yolo26n.pt) is replaced by :func:`_offline_check_amp`,
       so ``amp=True`` keeps AMP on a GPU without any download.
     * On CPU, torch uses every core (:func:`use_all_cpu_cores`).
+    * Before each validation the EMA model's BatchNorm statistics are re-estimated on
+      :data:`BN_RECALIBRATION_BATCHES` training batches (:func:`recalibrate_batchnorm`).
     """
 
     def __init__(self, cfg=None, overrides: dict | None = None, _callbacks: dict | None = None) -> None:
@@ -269,6 +310,16 @@ class DiceSegmentationTrainer(SegmentationTrainer):
 
         with _patched(engine_trainer, "check_amp", _offline_check_amp):
             super()._setup_train()
+
+    def validate(self):
+        """Re-estimate the EMA model's BatchNorm statistics (:func:`recalibrate_batchnorm`), then validate.
+
+        The recalibrated EMA is what ``save_model`` writes to last.pt/best.pt right after.
+        Consumes a few batches of the training stream (the next epoch starts a little further on).
+        """
+        if self.ema is not None and BN_RECALIBRATION_BATCHES > 0:
+            recalibrate_batchnorm(self.ema.ema, self.train_loader, self.preprocess_batch, BN_RECALIBRATION_BATCHES)
+        return super().validate()
 
     def get_validator(self) -> DiceSegmentationValidator:
         """The Dice validator (ultralytics' loss names as in SegmentationTrainer.get_validator)."""

@@ -22,6 +22,14 @@ optimises through a sigmoid). We
    ``merge="top1"`` keeps the most confident detection of the class (ties: the first in NMS
    order), ``merge="union"`` takes the pixel-wise max over all detections of the class.
    ``conf_weight=True`` multiplies a detection's probabilities by its confidence.
+   ``mask_threshold`` shifts the logits so that raw sigmoid ``mask_threshold`` becomes 0.5
+   (:data:`DEFAULT_MASK_THRESHOLD`: ultralytics' training masks are fat).
+
+Remaining geometric bias, not corrected: ultralytics truncates polygon coordinates to int at
+network-input resolution when it rasterises the training targets (and fills with the polygon's
+integer vertices as pixel indices). Following that chain, proto cell j stands for original
+coordinate (s*j + s/2) / gain; the pixel-centre mapping above puts it 0.5 original pixel
+lower-right of that. (ultralytics' own ``masks.xy`` path is off by about 0.5 / gain pixels.)
 
 Never 29 full-size float maps: a full image only exists when ``--save-probs`` asks for it
 (:func:`crops_to_probmap`, uint8). Several models / flips average their crops per class over
@@ -42,6 +50,12 @@ import numpy as np
 from .classes import NUM_CLASSES
 
 MERGES = ("top1", "union")
+#: Raw mask probability mapped to 0.5. ultralytics builds the training targets by ``fillPoly`` of
+#: int-truncated polygons at network-input resolution (boundary pixels included), so learned masks
+#: are fat by about half an input pixel per side (1.5-2 original pixels at imgsz 512 for 2048
+#: images); thresholding the raw sigmoid higher undoes it. Measured on a synthetic validation
+#: set (benchmarks/quality_predict.py): 0.5 -> 0.909, 0.7 -> 0.919, 0.8 -> 0.923 mDice.
+DEFAULT_MASK_THRESHOLD = 0.8
 MASK_MODES = ("soft", "polygon")
 
 
@@ -123,7 +137,7 @@ ClassCrops = list  # list[Crop | None] of length NUM_CLASSES (None = class not d
 
 # --------------------------------------------------------------------------- geometry
 def _box_pixels(lo: float, hi: float, size: int) -> tuple[int, int]:
-    """Pixel index range [a, b) with a <= i + 0 and i < hi, as ultralytics' ``crop_mask`` (i >= lo, i < hi)."""
+    """Pixel indices i with lo <= i < hi, clipped to [0, size): the range [a, b) (ultralytics' ``crop_mask`` rule)."""
     a = min(max(math.ceil(lo), 0), size)
     b = min(max(math.ceil(hi), 0), size)
     return a, max(a, b)
@@ -172,9 +186,20 @@ def _sigmoid_(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def instance_crop(inst: Instances, i: int, box_orig: np.ndarray | None = None) -> Crop | None:
+def logit(p: float) -> float:
+    """log(p / (1 - p)) for p in (0, 1)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"mask threshold must lie in (0, 1), got {p}")
+    return math.log(p / (1.0 - p))
+
+
+def instance_crop(
+    inst: Instances, i: int, box_orig: np.ndarray | None = None, mask_threshold: float = 0.5
+) -> Crop | None:
     """Soft probability crop of detection ``i`` at original resolution inside its box.
 
+    ``mask_threshold``: the raw mask probability that becomes 0.5 (logits shifted by
+    ``-logit(mask_threshold)`` before the sigmoid; see :data:`DEFAULT_MASK_THRESHOLD`).
     Returns None when the box is empty after clipping. ``box_orig`` (4,) may pass the box
     already scaled to original pixels.
     """
@@ -194,6 +219,8 @@ def instance_crop(inst: Instances, i: int, box_orig: np.ndarray | None = None) -
     window = inst.protos[:, py : py + Ry.shape[1], px : px + Rx.shape[1]]  # (M, ky, kx)
     logits = (inst.coef[i].astype(np.float32) @ window.reshape(m, -1)).reshape(Ry.shape[1], Rx.shape[1])
     full = Ry @ logits @ Rx.T  # (h, w) logits at original resolution
+    if mask_threshold != 0.5:
+        full -= np.float32(logit(mask_threshold))
     return Crop(y0, x0, _sigmoid_(full.astype(np.float32, copy=False)))
 
 
@@ -257,6 +284,7 @@ def class_crops(
     conf_weight: bool = False,
     mask_mode: str = "soft",
     num_classes: int = NUM_CLASSES,
+    mask_threshold: float = 0.5,
 ) -> ClassCrops:
     """One crop per class (None where the class has no detection).
 
@@ -264,6 +292,8 @@ def class_crops(
     one's mask is computed); "union" the pixel-wise max over all detections of the class.
     conf_weight: multiply each detection's probabilities by its confidence.
     mask_mode: "soft" (default) or "polygon" (the common binary-polygon way, for comparison).
+    mask_threshold: raw mask probability that becomes 0.5 (soft mode only); the library default
+    0.5 is the plain sigmoid, callers pass :data:`DEFAULT_MASK_THRESHOLD`.
     """
     if merge not in MERGES:
         raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
@@ -283,7 +313,10 @@ def class_crops(
         c = int(cls[i])
         if not 0 <= c < num_classes or (merge == "top1" and c in seen):
             continue
-        crop = instance_crop(inst, int(i), boxes_orig[i]) if mask_mode == "soft" else polygon_crop(inst, int(i))
+        if mask_mode == "soft":
+            crop = instance_crop(inst, int(i), boxes_orig[i], mask_threshold)
+        else:
+            crop = polygon_crop(inst, int(i))
         if crop is None:
             continue
         if conf_weight:
@@ -302,21 +335,28 @@ def flip_crops(crops: ClassCrops, width: int) -> ClassCrops:
     ]
 
 
-def average_crops(runs: Sequence[ClassCrops]) -> ClassCrops:
+MISSING = ("zero", "skip")
+
+
+def average_crops(runs: Sequence[ClassCrops], missing: str = "zero") -> ClassCrops:
     """Per class, the mean of the runs' probabilities over the union box of their crops.
 
-    A run that did not detect the class contributes 0 (so the mean is divided by ``len(runs)``,
-    not by the number of runs that found it). A class no run found stays None.
+    missing="zero": a run that did not detect the class contributes 0 (the mean is divided by
+    ``len(runs)``); "skip": the mean is over the runs that found the class (every bone is in
+    every image, so a run's miss is its failure, not evidence of absence). Outside a run's
+    crop counts as 0 either way. A class no run found stays None.
     """
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
     if len(runs) == 1:
         return list(runs[0])
-    k = len(runs)
     out: ClassCrops = []
     for c in range(len(runs[0])):
         found = [r[c] for r in runs if r[c] is not None]
         if not found:
             out.append(None)
             continue
+        k = len(runs) if missing == "zero" else len(found)
         y0, x0 = min(f.y0 for f in found), min(f.x0 for f in found)
         y1, x1 = max(f.y1 for f in found), max(f.x1 for f in found)
         acc = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)

@@ -317,9 +317,13 @@ def place_hand(
     c, s = np.cos(ang), np.sin(ang)
     lin = np.array([[c, -s], [s, c]]) @ np.diag([-1.0 if mirror else 1.0, 1.0])
     k = size / REF_SIZE * scale * rng.uniform(1.15, 1.45)
-    cut = float(np.min(outlines["Radius"][:, 1])) + rng.uniform(250, 450)
-    forearm = np.concatenate([outlines["Radius"], outlines["Ulna"]])
-    parts = [v for n, v in outlines.items() if n not in ("Radius", "Ulna")] + [forearm[forearm[:, 1] < cut]]
+    # The distal part of each forearm bone must fit (cut per bone: the ulna's head can sit
+    # lower than the radius', and a shared cut once left the whole ulna off the image).
+    reach = rng.uniform(250, 450)
+    parts = [v for n, v in outlines.items() if n not in ("Radius", "Ulna")]
+    for name in ("Radius", "Ulna"):
+        bone = outlines[name]
+        parts.append(bone[bone[:, 1] < float(np.min(bone[:, 1])) + reach])
     pts = np.concatenate(parts) @ lin.T
     margin = 0.03 * size
     extent = pts.max(0) - pts.min(0)

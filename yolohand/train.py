@@ -27,9 +27,13 @@ Choices for hand X-rays (:data:`DATA_DEFAULTS`):
   has both hands (``_L``/``_R`` pairs per patient). Class identities do not change under the flip:
   the mirrored right thumb metacarpal is the left thumb metacarpal (``finger-3`` either way);
   bone names carry no side. ``flipud=0``: the forearm is always at the bottom.
-* mosaic stays on (ultralytics default 1.0) for sample variety but is closed for the last
-  ``close_mosaic=10`` epochs (all of a run of <= 10 epochs), so the model ends training on
-  whole single hands as at inference time.
+* ``mosaic=0``: a bone's class is told by its place in the whole hand (finger-5 and finger-9
+  look alike: the index and middle proximal phalanges), while mosaic tiles show parts of four
+  hands; and the model is used on whole single hands. (A pilot run saw validation Dice jump
+  when mosaic closed, but that run also suffered the BatchNorm lag fixed in
+  :func:`yolohand.dice_val.recalibrate_batchnorm`, so it does not isolate mosaic's effect.)
+  Re-enable with ``mosaic: 1.0`` in ``--config``; ``close_mosaic=10`` then turns it off for the
+  last 10 epochs (for all of a run of <= 10 epochs).
 * ``pretrained=False`` when the model is a ``*.yaml`` (built from scratch; no weights are
   looked up); a local ``.pt`` is fine-tuned from its own weights.
 * ``amp``: always passed explicitly: ``False`` on CPU, ``True`` on a GPU (ultralytics' AMP
@@ -40,9 +44,15 @@ Grayscale: ultralytics reads images the way the data YAML's ``channels`` says (`
 so prediction with that checkpoint reads images the same way. A ``.pt`` trained with one channel
 count cannot be fine-tuned on data with another: :func:`train_fold` refuses it with a message.
 
+``imgsz``: ``--imgsz``, else the ``imgsz`` of ``--config``, else the fold YAML's ``cache_imgsz``
+(``yolohand convert --imgsz N`` caches images resized to N and ultralytics loads that cache
+whenever it exists), else :data:`DEFAULT_IMGSZ`. A larger imgsz than the cache gets a warning.
+
 CPU: ultralytics sets torch to ``min(8, cores - 1)`` threads and ``workers=0``; yolohand resets
-the threads to every core (logged as ``yolohand: torch uses N CPU threads``). Multi-GPU:
-``device="0,1"`` launches ultralytics' DDP workers, which re-import
+the threads to every core, or to ``threads=``/``--threads`` (logged as ``yolohand: torch uses N
+CPU thread(s)``). On a machine whose cores are busy with other work fewer threads can be much
+faster: on the shared 2-core development box a yolo11n-seg step ran 7x faster with 1 thread
+than with 2. Multi-GPU: ``device="0,1"`` launches ultralytics' DDP workers, which re-import
 :class:`yolohand.dice_val.DiceSegmentationTrainer` (it needs the ``cloudpickle`` package).
 
 Offline: :func:`yolohand.offline.setup_offline` runs before ultralytics is imported; weights are
@@ -81,6 +91,7 @@ DATA_DEFAULTS: dict[str, Any] = {
     "hsv_v": 0.3,
     "fliplr": 0.5,
     "flipud": 0.0,
+    "mosaic": 0.0,
     "close_mosaic": 10,
 }
 
@@ -274,6 +285,24 @@ def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> int:
     return int(imgsz)
 
 
+def _check_resumable(last: Path) -> None:
+    """YolohandError when ``last.pt`` is from a finished run (ultralytics strips its optimizer, epoch -1)."""
+    import torch
+
+    from .offline import setup_offline
+
+    setup_offline()
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise YolohandError(f"{last}: not a readable checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) == -1 or ckpt.get("optimizer") is None:
+        raise YolohandError(
+            f"{last}: that run finished, nothing to resume; train more with --model {last.parent / 'best.pt'} "
+            f"--name <new name> (fine-tuning), or start again with --force"
+        )
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -356,6 +385,7 @@ def train_fold(
     if resume:
         if not last.is_file():
             raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
+        _check_resumable(last)
         args["resume"] = str(last)
         args["model"] = str(last)
     elif run_dir.exists():

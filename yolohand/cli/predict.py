@@ -30,6 +30,14 @@ def predict(
     conf_weight: bool = typer.Option(
         False, "--conf-weight/--no-conf-weight", help="Multiply mask probabilities by the detection confidence."
     ),
+    mask_threshold: float = typer.Option(
+        0.8, "--mask-threshold",
+        help="Raw mask probability mapped to 0.5 (logit shift): corrects ultralytics' fat training masks; 0.5 = plain sigmoid.",
+    ),
+    missing: str = typer.Option(
+        "skip", "--missing",
+        help="When averaging models/flips: a run that missed a class is left out (skip) or counts as 0 (zero).",
+    ),
     save_probs: Path = typer.Option(
         None, "--save-probs", show_default=False,
         help="Also write uint8 (29,H,W) probability maps here, one .npz per image (probmaps format).",
@@ -40,20 +48,25 @@ def predict(
 ) -> None:
     """Predict images into a submission CSV: soft full-resolution masks, one instance per bone."""
     from ..errors import YolohandError
-    from ..postprocess import MASK_MODES, MERGES
+    from ..postprocess import MASK_MODES, MERGES, MISSING
     from ..predict import Settings, predict_to_submission
 
     if merge not in MERGES:
         raise YolohandError(f"--merge {merge!r}: expected one of {', '.join(MERGES)}")
+    if missing not in MISSING:
+        raise YolohandError(f"--missing {missing!r}: expected one of {', '.join(MISSING)}")
     if mask_mode not in MASK_MODES:
         raise YolohandError(f"--mask-mode {mask_mode!r}: expected one of {', '.join(MASK_MODES)}")
+    if not 0.0 < mask_threshold < 1.0:
+        raise YolohandError(f"--mask-threshold {mask_threshold}: expected a value in (0, 1)")
     if not 0.0 < threshold <= 1.0:
         raise YolohandError(f"--threshold {threshold}: expected a value in (0, 1]")
     if not 0.0 <= conf < 1.0:
         raise YolohandError(f"--conf {conf}: expected a value in [0, 1)")
     if batch < 1:
         raise YolohandError(f"--batch {batch}: expected at least 1")
-    settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold)
+    settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
+                        missing=missing, mask_threshold=mask_threshold)
     summary = predict_to_submission(
         rle, source=source, weights=weights or None, runs=runs, imgsz=imgsz, conf=conf, iou=iou, device=device,
         batch=batch, settings=settings, save_probs=save_probs, gt=gt, force=force,
