@@ -54,6 +54,7 @@ class Variant:
     threshold: float = 0.5
     mask_threshold: float = pp.DEFAULT_MASK_THRESHOLD  # raw sigmoid level mapped to 0.5 (logit shift)
     missing: str = "zero"  # average_crops: a run that missed the class counts 0, or is skipped
+    agree_iou: float = 0.0  # average_crops: a run whose box IoU with the most confident is lower counts as missed
 
 
 def variants(n_models: int, low_conf: float) -> list[Variant]:
@@ -77,8 +78,12 @@ def variants(n_models: int, low_conf: float) -> list[Variant]:
         v += [
             Variant(f"soft, top1, {n_models} checkpoints averaged", models="all"),
             Variant(f"soft, top1, {n_models} checkpoints averaged, missing skipped", models="all", missing="skip"),
+            Variant(f"soft, top1, {n_models} checkpoints averaged, missing skipped, agree IoU 0.3 (default)",
+                    models="all", missing="skip", agree_iou=0.3),
             Variant(f"soft, top1, {n_models} checkpoints + TTA", models="all", tta=True),
             Variant(f"soft, top1, {n_models} checkpoints + TTA, missing skipped", models="all", tta=True, missing="skip"),
+            Variant(f"soft, top1, {n_models} checkpoints + TTA, missing skipped, agree IoU 0.3", models="all", tta=True,
+                    missing="skip", agree_iou=0.3),
         ]
     return v
 
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
                             crops = pp.class_crops(_filter(flipped, v.conf), v.merge, v.conf_weight, v.mask_mode,
                                                    mask_threshold=v.mask_threshold)
                             runs.append(pp.flip_crops(crops, shape[1]))
-                    rles = pp.crops_to_rles(pp.average_crops(runs, v.missing), shape, v.threshold)
+                    rles = pp.crops_to_rles(pp.average_crops(runs, v.missing, v.agree_iou), shape, v.threshold)
                     t_pp += time.perf_counter() - t1
                     empty += sum(1 for r in rles if not r)
                     out.write_image(rec.name, rles)

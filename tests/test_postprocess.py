@@ -170,6 +170,39 @@ def test_average_counts_a_missing_class_as_zero():
         pp.average_crops([a, b], missing="mean")
 
 
+def test_box_iou_hand_made():
+    a = pp.Crop(0, 0, np.zeros((4, 4), np.float32))
+    assert pp.box_iou(a, pp.Crop(2, 2, np.zeros((4, 4), np.float32))) == pytest.approx(4 / 28)
+    assert pp.box_iou(a, pp.Crop(0, 4, np.zeros((4, 4), np.float32))) == 0.0  # touching, not overlapping
+    assert pp.box_iou(a, pp.Crop(0, 0, np.zeros((4, 4), np.float32))) == 1.0
+
+
+def test_average_drops_a_run_that_picked_another_bone():
+    shape = (20, 20)
+    confident = [None] * NUM_CLASSES
+    other_bone = [None] * NUM_CLASSES
+    same_bone = [None] * NUM_CLASSES
+    confident[0] = pp.Crop(0, 0, np.full((6, 6), 0.9, np.float32), conf=0.9)
+    other_bone[0] = pp.Crop(10, 10, np.full((6, 6), 0.8, np.float32), conf=0.6)  # disjoint: another bone
+    same_bone[0] = pp.Crop(1, 1, np.full((6, 6), 0.7, np.float32), conf=0.5)  # box IoU 25/47 > 0.3
+    full = {k: _full(v, shape)[0] for k, v in
+            {"confident": confident, "other": other_bone, "same": same_bone}.items()}
+
+    # Plain mean (agree_iou 0): both blobs at half strength, so neither survives threshold 0.5.
+    plain = _full(pp.average_crops([confident, other_bone], "skip"), shape)[0]
+    np.testing.assert_allclose(plain, (full["confident"] + full["other"]) / 2, atol=1e-7)
+    assert not (plain >= 0.5).any()
+    # agree_iou: the disagreeing run is a miss; skip -> the confident run alone, zero -> counted as 0.
+    skip = pp.average_crops([other_bone, confident], "skip", agree_iou=0.3)
+    np.testing.assert_allclose(_full(skip, shape)[0], full["confident"], atol=1e-7)
+    assert skip[0].conf == pytest.approx(0.9)
+    zero = pp.average_crops([confident, other_bone], "zero", agree_iou=0.3)
+    np.testing.assert_allclose(_full(zero, shape)[0], full["confident"] / 2, atol=1e-7)
+    # A run that agrees is averaged in; the disagreeing one still left out.
+    three = pp.average_crops([confident, other_bone, same_bone], "skip", agree_iou=0.3)
+    np.testing.assert_allclose(_full(three, shape)[0], (full["confident"] + full["same"]) / 2, atol=1e-7)
+
+
 def test_flip_crops_mirrors_the_full_map():
     rng = np.random.default_rng(1)
     crops = [None] * NUM_CLASSES

@@ -18,7 +18,9 @@ The ultralytics-facing half of prediction; the numeric half is :mod:`yolohand.po
 - ``tta``: the horizontally flipped image is predicted too and its maps flipped back; all
   runs (models x flips) are averaged per class (:func:`postprocess.average_crops`); by default a
   run that missed a class is left out of that class's mean (``missing="skip"``: every bone is in
-  every image, so a miss is a failure; measured +0.002-0.004 mDice over counting it as 0).
+  every image, so a miss is a failure; measured +0.002-0.004 mDice over counting it as 0), and
+  so is a run whose top-1 crop barely overlaps the most confident run's (box IoU < ``agree_iou``,
+  0.3): it picked a different bone, and averaging the two would erase both.
 - Defaults chosen by measurement (benchmarks/quality_predict.py, 16 synthetic 2048 px images,
   yolo11n-seg at imgsz 512): soft masks, top-1 per class, no confidence weighting, conf 0.05,
   raw mask probability 0.8 mapped to 0.5 (:data:`postprocess.DEFAULT_MASK_THRESHOLD`), TTA off
@@ -204,6 +206,7 @@ class Settings:
     threshold: float = 0.5
     mask_threshold: float = pp.DEFAULT_MASK_THRESHOLD  # raw mask probability mapped to 0.5
     missing: str = "skip"  # averaging: a run (model or flip) that missed a class is left out ("zero": counts 0)
+    agree_iou: float = pp.DEFAULT_AGREE_IOU  # averaging: a run whose crop's box IoU with the most confident is lower picked another bone: a miss
 
 
 def predict_crops(networks: Sequence[Network], images: list[np.ndarray], settings: Settings) -> list[pp.ClassCrops]:
@@ -222,7 +225,7 @@ def predict_crops(networks: Sequence[Network], images: list[np.ndarray], setting
             if j >= n:  # flipped copy: mirror back
                 crops = pp.flip_crops(crops, images[j - n].shape[1])
             runs[j % n].append(crops)
-    return [pp.average_crops(r, settings.missing) for r in runs]
+    return [pp.average_crops(r, settings.missing, settings.agree_iou) for r in runs]
 
 
 @dataclass

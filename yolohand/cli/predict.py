@@ -38,6 +38,11 @@ def predict(
         "skip", "--missing",
         help="When averaging models/flips: a run that missed a class is left out (skip) or counts as 0 (zero).",
     ),
+    agree_iou: float = typer.Option(
+        0.3, "--agree-iou",
+        help="When averaging: a run whose box IoU with the most confident run's is below this picked another bone, "
+        "and counts as a miss; 0 averages everything.",
+    ),
     save_probs: Path = typer.Option(
         None, "--save-probs", show_default=False,
         help="Also write uint8 (29,H,W) probability maps here, one .npz per image (probmaps format).",
@@ -63,10 +68,12 @@ def predict(
         raise YolohandError(f"--threshold {threshold}: expected a value in (0, 1]")
     if not 0.0 <= conf < 1.0:
         raise YolohandError(f"--conf {conf}: expected a value in [0, 1)")
+    if not 0.0 <= agree_iou <= 1.0:
+        raise YolohandError(f"--agree-iou {agree_iou}: expected a value in [0, 1]")
     if batch < 1:
         raise YolohandError(f"--batch {batch}: expected at least 1")
     settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
-                        missing=missing, mask_threshold=mask_threshold)
+                        missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou)
     summary = predict_to_submission(
         rle, source=source, weights=weights or None, runs=runs, imgsz=imgsz, conf=conf, iou=iou, device=device,
         batch=batch, settings=settings, save_probs=save_probs, gt=gt, force=force,
