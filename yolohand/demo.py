@@ -36,7 +36,8 @@ warmup_epochs: 0
 def _run(args: list[str], log: list[str]) -> float:
     """Run ``yolohand <args>`` in a subprocess, echoing the command; return seconds taken."""
     cmd = [sys.executable, "-m", "yolohand", *args]
-    shown = "yolohand " + " ".join(shlex.quote(a) for a in args)
+    here = str(Path.cwd()) + "/"
+    shown = "yolohand " + " ".join(shlex.quote(a.replace(here, "")) for a in args)  # paths as typed from here
     print(f"\n$ {shown}", flush=True)
     log.append(shown)
     t0 = time.perf_counter()
