@@ -57,11 +57,11 @@ class Variant:
     agree_iou: float = 0.0  # average_crops: a run whose box IoU with the most confident is lower counts as missed
 
 
-def variants(n_models: int, low_conf: float) -> list[Variant]:
+def variants(n_models: int) -> list[Variant]:
     v = [
         Variant("polygon, union (the common way)", mask_mode="polygon", merge="union", conf=0.25),
         Variant("polygon, top1", mask_mode="polygon"),
-        Variant("soft, top1 (default: mask threshold 0.8)"),
+        Variant("soft, top1 (default: mask threshold 0.8, conf 0.01)"),
         Variant("soft, top1, mask threshold 0.5 (plain sigmoid)", mask_threshold=0.5),
         Variant("soft, top1, mask threshold 0.4", mask_threshold=0.4),
         Variant("soft, top1, mask threshold 0.7", mask_threshold=0.7),
@@ -70,9 +70,11 @@ def variants(n_models: int, low_conf: float) -> list[Variant]:
         Variant("soft, top1, conf-weight", conf_weight=True),
         Variant("soft, union, conf-weight", merge="union", conf_weight=True),
         Variant("soft, top1, conf 0.25", conf=0.25),
-        Variant(f"soft, top1, conf {low_conf}", conf=low_conf),
+        Variant("soft, top1, conf 0.05", conf=0.05),
         Variant("soft, top1, TTA flip", tta=True),
         Variant("soft, top1, TTA flip, missing skipped", tta=True, missing="skip"),
+        Variant("soft, top1, TTA flip, missing skipped, agree IoU 0.3 (--tta default)", tta=True, missing="skip",
+                agree_iou=0.3),
     ]
     if n_models > 1:
         v += [
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     t_net = (time.perf_counter() - t0) / max(len(records), 1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k, v in enumerate(variants(len(nets), args.conf)):
+        for k, v in enumerate(variants(len(nets))):
             csv = Path(tmp) / f"v{k}.csv"
             t_pp, empty = 0.0, 0
             with SubmissionWriter(csv) as out:

@@ -325,3 +325,27 @@ def test_recalibrate_batchnorm_uses_batch_statistics():
     bn = model[1]
     np.testing.assert_allclose(bn.running_mean.numpy(), feats.mean((0, 2, 3)).numpy(), rtol=1e-5)
     assert bn.momentum == 0.03 and not model.training  # restored
+
+
+@pytest.mark.slow
+def test_rgb_coco_like_checkpoint_fine_tunes_on_grayscale(trained):
+    """A 3-channel, 80-class checkpoint (the shape of COCO's yolo11*-seg.pt) fine-tunes on channels: 1 data."""
+    import torch
+    from ultralytics.nn.tasks import SegmentationModel
+
+    from yolohand.train import _checkpoint_channels
+
+    _, _, _, tmp = trained
+    coco_like = tmp / "coco_like.pt"
+    torch.save({"model": SegmentationModel("yolo11n-seg.yaml", ch=3, nc=80, verbose=False).half()}, coco_like)
+    args = ["train", "--fold", "0", "--yolo", str(tmp / "yolo"), "--runs", str(tmp / "runs"), "--name", "rgb",
+            "--model", str(coco_like), "--imgsz", "64", "--epochs", "1", "--batch", "2", "--device", "cpu",
+            "--config", str(tmp / "run.yaml")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "yolohand", *args], env=env, cwd=tmp, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "3-channel images, the data 1: its first convolution is adapted" in proc.stdout
+    best = tmp / "runs" / "rgb" / "fold0" / "weights" / "best.pt"
+    assert _checkpoint_channels(best) == 1
+    assert len(torch.load(best, map_location="cpu", weights_only=False)["model"].names) == 29

@@ -22,7 +22,7 @@ The ultralytics-facing half of prediction; the numeric half is :mod:`yolohand.po
   so is a run whose top-1 crop barely overlaps the most confident run's (box IoU < ``agree_iou``,
   0.3): it picked a different bone, and averaging the two would erase both.
 - Defaults chosen by measurement (benchmarks/quality_predict.py, 16 synthetic 2048 px images,
-  yolo11n-seg at imgsz 512): soft masks, top-1 per class, no confidence weighting, conf 0.05,
+  yolo11n-seg at imgsz 512): soft masks, top-1 per class, no confidence weighting, conf 0.01 (0.05 gave 0.0014-0.0038 less, more misses),
   raw mask probability 0.8 mapped to 0.5 (:data:`postprocess.DEFAULT_MASK_THRESHOLD`), TTA off
   (it doubles the time for a gain within noise there; turn it on for final submissions).
 - Streams image by image (``batch`` images at a time): memory does not grow with the number of
@@ -49,7 +49,7 @@ from .errors import YolohandError
 #: The shipped demo checkpoint (trained on synthetic data), used when no run has a best.pt.
 DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "yolohand-synth-n.pt"
 #: Detection confidence threshold before top-1 per class (low on purpose, see module docstring).
-DEFAULT_CONF = 0.05
+DEFAULT_CONF = 0.01
 DEFAULT_IOU = 0.7
 DEFAULT_MAX_DET = 300
 DEFAULT_MERGE = "top1"

@@ -41,8 +41,9 @@ Choices for hand X-rays (:data:`DATA_DEFAULTS`):
 
 Grayscale: ultralytics reads images the way the data YAML's ``channels`` says (``channels: 1`` ->
 ``cv2.IMREAD_GRAYSCALE`` and a 1-channel first conv), and stores ``channels`` in the checkpoint,
-so prediction with that checkpoint reads images the same way. A ``.pt`` trained with one channel
-count cannot be fine-tuned on data with another: :func:`train_fold` refuses it with a message.
+so prediction with that checkpoint reads images the same way. A ``.pt`` with another channel count
+(an RGB COCO checkpoint, say) can still be fine-tuned: ultralytics builds the model for the data's
+channels and fills the first convolution from the checkpoint's filters (summed for grayscale).
 
 ``imgsz``: ``--imgsz``, else the ``imgsz`` of ``--config``, else the fold YAML's ``cache_imgsz``
 (``yolohand convert --imgsz N`` caches images resized to N and ultralytics loads that cache
@@ -374,10 +375,10 @@ def train_fold(
     else:
         ch_model, ch_data = _checkpoint_channels(Path(args["model"])), _data_channels(data)
         if ch_model is not None and ch_model != ch_data:
-            raise YolohandError(
-                f"{args['model']}: takes {ch_model}-channel images but {data} has channels: {ch_data}; "
-                f"fine-tune on data converted the same way, or train from a model yaml"
-            )
+            # ultralytics builds the model for the data's channels and fills the first conv from the
+            # checkpoint's (an RGB checkpoint's filters summed for grayscale), e.g. COCO yolo11x-seg.pt.
+            print(f"yolohand: {Path(args['model']).name} takes {ch_model}-channel images, the data {ch_data}: "
+                  f"its first convolution is adapted ({'RGB filters summed' if ch_data == 1 else 'filters copied'})")
 
     project = default_path("runs", runs) / name
     run_dir = project / f"fold{fold}"

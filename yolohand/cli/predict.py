@@ -20,7 +20,7 @@ def predict(
     ),
     runs: Path = typer.Option(None, "--runs", show_default=False, help="Where to look for best.pt [default: configured runs]."),
     imgsz: int = typer.Option(None, "--imgsz", show_default=False, help="Network input size [default: the checkpoint's training size]."),
-    conf: float = typer.Option(0.05, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
+    conf: float = typer.Option(0.01, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
     iou: float = typer.Option(0.7, "--iou", help="NMS IoU threshold (per class)."),
     device: str = typer.Option(None, "--device", show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
     batch: int = typer.Option(1, "--batch", help="Images per network call."),
