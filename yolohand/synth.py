@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -723,6 +724,16 @@ def plan_jobs(out: Path, train_ids: int, test_ids: int, size: int, seed: int) ->
     return jobs, train, test
 
 
+def _pool_context() -> mp.context.BaseContext:
+    """fork where possible: cheap, and works from a script without a ``__main__`` guard. Once torch
+    is loaded its OpenMP pool makes fork deadlock-prone, so then forkserver (which re-imports the
+    caller's main module: scripts need the guard, notebooks do not)."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "torch" not in sys.modules:
+        return mp.get_context("fork")
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; avoid oversubscription
 
@@ -761,9 +772,7 @@ def generate_dataset(
                 points += write_image(job)
                 bar.update()
         else:
-            # forkserver: workers never inherit the threads of a caller that already runs
-            # torch / OpenMP / cv2 thread pools (fork would risk a deadlock there).
-            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            ctx = _pool_context()
             with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
                 for n in pool.map(write_image, jobs, chunksize=1):
                     points += n
