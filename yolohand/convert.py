@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import time
@@ -78,6 +77,7 @@ import yaml
 from .atomic import atomic_dir, check_writable
 from .classes import CLASSES
 from .errors import YolohandError
+from .workers import cv2_single_threaded, init_worker, pool_context
 from .folds import fold_of, make_folds
 
 #: Image channels for training and prediction (grayscale X-rays); see the module docstring.
@@ -279,13 +279,6 @@ def _convert_one(task: _Task) -> dict[str, Any]:
     }
 
 
-def _init_worker() -> None:
-    # One thread per process: the pool already uses every core.
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 # --------------------------------------------------------------------------- selection
 
 
@@ -464,9 +457,8 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> list[dict]:
             results.append(_convert_one(t))
             bar.update()
     else:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         chunk = max(1, min(16, len(tasks) // (workers * 8)))
-        with ctx.Pool(workers, initializer=_init_worker) as pool:
+        with cv2_single_threaded(), pool_context().Pool(workers, initializer=init_worker) as pool:
             for r in pool.imap_unordered(_convert_one, tasks, chunksize=chunk):
                 results.append(r)
                 bar.update()

@@ -31,9 +31,7 @@ output is byte-identical for a seed whatever the number of workers.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
-import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -47,6 +45,7 @@ from .atomic import atomic_dir
 from .classes import CLASSES, NUM_CLASSES
 from .data import polygon_crop
 from .errors import YolohandError
+from .workers import cv2_single_threaded, init_worker, pool_context
 
 REF_SIZE = 2048  # the canonical frame is in pixels of a 2048 x 2048 image
 FIRST_TIMESTAMP = 1661130828152  # ms; the real file names are image<13-digit timestamp>.png
@@ -724,20 +723,6 @@ def plan_jobs(out: Path, train_ids: int, test_ids: int, size: int, seed: int) ->
     return jobs, train, test
 
 
-def _pool_context() -> mp.context.BaseContext:
-    """fork where possible: cheap, and works from a script without a ``__main__`` guard. Once torch
-    is loaded its OpenMP pool makes fork deadlock-prone, so then forkserver (which re-imports the
-    caller's main module: scripts need the guard, notebooks do not)."""
-    methods = mp.get_all_start_methods()
-    if "fork" in methods and "torch" not in sys.modules:
-        return mp.get_context("fork")
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already; avoid oversubscription
-
-
 def generate_dataset(
     out: str | os.PathLike,
     train_ids: int = 20,
@@ -772,8 +757,8 @@ def generate_dataset(
                 points += write_image(job)
                 bar.update()
         else:
-            ctx = _pool_context()
-            with ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker) as pool:
+            with cv2_single_threaded(), ProcessPoolExecutor(n_workers, mp_context=pool_context(),
+                                                            initializer=init_worker) as pool:
                 for n in pool.map(write_image, jobs, chunksize=1):
                     points += n
                     bar.update()

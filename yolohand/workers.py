@@ -1,0 +1,46 @@
+"""Process pools for the CPU-bound steps (``synth``, ``convert``), safe to start from a script,
+a notebook or a test run that has already used OpenCV or torch.
+
+Two hazards, measured here:
+
+- Forking while OpenCV's thread pool is alive leaves the child with a pool whose threads do not
+  exist: ``cv2.setNumThreads`` in the child then waits forever. :func:`cv2_single_threaded`
+  shuts the parent's pool down (one thread) for the life of the workers and restores it after.
+- Once torch is loaded its OpenMP pool makes fork deadlock-prone too; then :func:`pool_context`
+  uses forkserver, which re-imports the caller's main module: a script needs the usual
+  ``if __name__ == "__main__":`` guard there (a notebook does not). Without torch, fork: cheap,
+  and no guard needed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import cv2
+
+
+def pool_context() -> mp.context.BaseContext:
+    """fork where available and torch is not loaded; else forkserver (or spawn)."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "torch" not in sys.modules:
+        return mp.get_context("fork")
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+@contextmanager
+def cv2_single_threaded() -> Iterator[None]:
+    """OpenCV on one thread inside the block (workers are forked from a pool-free parent)."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def init_worker() -> None:
+    """Pool initializer: one OpenCV thread per worker process (the pool already uses every core)."""
+    cv2.setNumThreads(1)
