@@ -225,9 +225,11 @@ def test_runs_are_canonical_and_roundtrip(mask):
 @SETTINGS
 @given(any_mask, st.integers(-30, 30), st.integers(-30, 30), st.integers(1, 40), st.integers(1, 40))
 def test_crop_to_runs_equals_pasting(crop, y0, x0, h, w):
-    canvas = np.zeros((h + 200, w + 200), bool)  # paste with margins, then cut the image out
-    canvas[100 + y0 : 100 + y0 + crop.shape[0], 100 + x0 : 100 + x0 + crop.shape[1]] = crop
-    image = canvas[100 : 100 + h, 100 : 100 + w]
+    # Paste with margins wide enough for any crop and offset, then cut the image out.
+    m = 31 + max(crop.shape)
+    canvas = np.zeros((h + 2 * m, w + 2 * m), bool)
+    canvas[m + y0 : m + y0 + crop.shape[0], m + x0 : m + x0 + crop.shape[1]] = crop
+    image = canvas[m : m + h, m : m + w]
     assert rle.crop_to_runs(crop, y0, x0, (h, w)).tolist() == rle.mask_to_runs(image).tolist()
 
 
