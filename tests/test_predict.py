@@ -253,3 +253,16 @@ def test_demo_checkpoint_reaches_dice_floor(synth_root, tmp_path):
     result = evaluate(out, synth_root, split="test", progress=False)
     assert result.n_images == 2
     assert result.mean >= DEMO_DICE_FLOOR, f"mDice {result.mean:.4f} below the floor {DEMO_DICE_FLOOR}"
+
+
+def test_cli_defaults_are_the_library_defaults():
+    """`yolohand predict`'s option defaults (literals, so --help needs no heavy import) match the library's."""
+    import inspect
+
+    from yolohand.cli.predict import predict as cli_predict
+
+    defaults = {name: p.default.default for name, p in inspect.signature(cli_predict).parameters.items()}
+    settings = P.Settings()
+    assert defaults["conf"] == P.DEFAULT_CONF and defaults["iou"] == P.DEFAULT_IOU
+    for name in ("merge", "conf_weight", "tta", "mask_mode", "threshold", "mask_threshold", "missing", "agree_iou"):
+        assert defaults[name] == getattr(settings, name), name

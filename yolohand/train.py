@@ -245,17 +245,22 @@ def _data_channels(data_yaml: Path) -> int:
     return int(data.get("channels", 3)) if isinstance(data, dict) else 3
 
 
-def _checkpoint_channels(pt: Path) -> int | None:
-    """Input channels of a checkpoint's first conv (None when it cannot be told)."""
+def _load_checkpoint(pt: Path) -> Any:
+    """``torch.load`` of an ultralytics ``.pt`` on the CPU; YolohandError naming the file if unreadable."""
     import torch
 
     from .offline import setup_offline
 
     setup_offline()
     try:
-        ckpt = torch.load(pt, map_location="cpu", weights_only=False)
+        return torch.load(pt, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise YolohandError(f"{pt}: not a readable PyTorch checkpoint ({exc})") from None
+
+
+def _checkpoint_channels(pt: Path) -> int | None:
+    """Input channels of a checkpoint's first conv (None when it cannot be told)."""
+    ckpt = _load_checkpoint(pt)
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
     if model is None:
         raise YolohandError(f"{pt}: no model in this checkpoint (not an ultralytics .pt?)")
@@ -288,15 +293,7 @@ def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> int:
 
 def _check_resumable(last: Path) -> None:
     """YolohandError when ``last.pt`` is from a finished run (ultralytics strips its optimizer, epoch -1)."""
-    import torch
-
-    from .offline import setup_offline
-
-    setup_offline()
-    try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise YolohandError(f"{last}: not a readable checkpoint ({exc})") from None
+    ckpt = _load_checkpoint(last)
     if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) == -1 or ckpt.get("optimizer") is None:
         raise YolohandError(
             f"{last}: that run finished, nothing to resume; train more with --model {last.parent / 'best.pt'} "

@@ -6,6 +6,7 @@ Each command lives in its own module under ``yolohand/cli/`` and imports heavy l
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -37,35 +38,35 @@ def _root(
     """YOLO toolkit for 29-bone hand X-ray segmentation."""
 
 
-# Command registration: one line per command, in the order `--help` lists them.
-from . import synth as _synth  # noqa: E402
-
-app.command("synth", help="Write a synthetic hand X-ray dataset in the competition layout.",
-            short_help="Synthetic hand X-rays in the competition layout.")(_synth.synth)
-from . import convert as _convert  # noqa: E402
-app.command("convert", help="Convert polygon JSONs into YOLO-seg labels and K-fold data YAMLs.",
-            short_help="Polygon JSONs -> YOLO-seg labels + K-fold YAMLs.")(_convert.convert)
-from . import train as _train  # noqa: E402
-app.command("train", help="Train YOLO-seg on a fold (or all folds); best.pt chosen by validation Dice.",
-            short_help="Train YOLO-seg per fold; best.pt by validation Dice.")(_train.train)
-from . import predict as _predict  # noqa: E402
-app.command("predict", help="Predict images into a submission CSV (soft full-resolution masks, 29 rows per image).",
-            short_help="Images -> submission CSV (+ probability maps).")(_predict.predict)
-from . import evaluate as _evaluate  # noqa: E402
-app.command("evaluate", help="Per-class Dice and mDice of a submission CSV or probability maps against ground truth.",
-            short_help="Per-class Dice and mDice against ground truth.")(_evaluate.evaluate)
-from . import ensemble as _ensemble  # noqa: E402
-app.command("ensemble", help="Fuse submission CSVs by voting on runs, or probability maps by averaging.",
-            short_help="Fuse CSVs (hard vote) or probability maps (soft).")(_ensemble.ensemble)
-from . import show as _show  # noqa: E402
-app.command("show", help="Draw ground truth and/or a submission's masks over an X-ray, with a legend.",
-            short_help="Masks over an X-ray as a PNG, with a legend.")(_show.show)
-from . import compare as _compare  # noqa: E402
-app.command("compare", help="Per-class IoU of two submissions and an HTML report of where they disagree.",
-            short_help="Per-class IoU of two CSVs + an HTML report.")(_compare.compare)
-from . import app_cmd as _app  # noqa: E402  (not cli/app.py: that name would shadow the Typer `app`)
-app.command("app", help="Launch the Streamlit app (needs the yolohand[app] extra).",
-            short_help="Browser viewer (Streamlit, yolohand[app] extra).")(_app.app)
+# Command registration, in the order `--help` lists them: (name, module under yolohand.cli, help, short
+# help); the module's function of the command's name is the command.
+# Each module imports its heavy libraries inside the function, so `--help` stays fast.
+_COMMANDS = [
+    ("synth", "synth", "Write a synthetic hand X-ray dataset in the competition layout.",
+     "Synthetic hand X-rays in the competition layout."),
+    ("convert", "convert", "Convert polygon JSONs into YOLO-seg labels and K-fold data YAMLs.",
+     "Polygon JSONs -> YOLO-seg labels + K-fold YAMLs."),
+    ("train", "train", "Train YOLO-seg on a fold (or all folds); best.pt chosen by validation Dice.",
+     "Train YOLO-seg per fold; best.pt by validation Dice."),
+    ("predict", "predict",
+     "Predict images into a submission CSV (soft full-resolution masks, 29 rows per image).",
+     "Images -> submission CSV (+ probability maps)."),
+    ("evaluate", "evaluate",
+     "Per-class Dice and mDice of a submission CSV or probability maps against ground truth.",
+     "Per-class Dice and mDice against ground truth."),
+    ("ensemble", "ensemble", "Fuse submission CSVs by voting on runs, or probability maps by averaging.",
+     "Fuse CSVs (hard vote) or probability maps (soft)."),
+    ("show", "show", "Draw ground truth and/or a submission's masks over an X-ray, with a legend.",
+     "Masks over an X-ray as a PNG, with a legend."),
+    ("compare", "compare", "Per-class IoU of two submissions and an HTML report of where they disagree.",
+     "Per-class IoU of two CSVs + an HTML report."),
+    # cli/app_cmd.py, not cli/app.py: that module name would shadow the Typer `app` above.
+    ("app", "app_cmd", "Launch the Streamlit app (needs the yolohand[app] extra).",
+     "Browser viewer (Streamlit, yolohand[app] extra)."),
+]
+for _name, _module, _help, _short in _COMMANDS:
+    _command = getattr(importlib.import_module(f"{__name__}.{_module}"), _name)
+    app.command(_name, help=_help, short_help=_short)(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
