@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from yolohand import rle  # noqa: E402
-from yolohand.classes import NUM_CLASSES  # noqa: E402
-from yolohand.submission import write_submission  # noqa: E402
+from yolohand.core import rle  # noqa: E402
+from yolohand.core.classes import NUM_CLASSES  # noqa: E402
+from yolohand.core.submission import write_submission  # noqa: E402
 
 # Half-lengths / half-widths in 2048-pixel units, distal -> proximal (metacarpal last).
 _THUMB = [(42, 26), (70, 30), (110, 36)]

@@ -1,4 +1,4 @@
-"""Per-class IoU of two 288-image (8352-row) submissions: `yolohand.compare` vs the dense way.
+"""Per-class IoU of two 288-image (8352-row) submissions: `yolohand.viz.compare` vs the dense way.
 
 Ours: ``compare_submissions`` end to end (stream and validate both CSVs in lockstep, per-class
 intersections on runs for all 29 classes of an image in one vectorised pass, keep the 20
@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _fixtures import make_submission  # noqa: E402
 
-from yolohand.classes import NUM_CLASSES  # noqa: E402
-from yolohand.compare import compare_submissions  # noqa: E402
+from yolohand.core.classes import NUM_CLASSES  # noqa: E402
+from yolohand.viz.compare import compare_submissions  # noqa: E402
 
 H = W = 2048
 

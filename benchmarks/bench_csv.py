@@ -1,6 +1,6 @@
 """Benchmark: read and validate one submission CSV (288 images x 29 classes = 8352 rows).
 
-Ours: ``yolohand.submission.iter_submission`` (streaming csv reader; every RLE parsed to runs and
+Ours: ``yolohand.core.submission.iter_submission`` (streaming csv reader; every RLE parsed to runs and
 checked: integers, pairs, starts >= 1, lengths > 0, sorted, disjoint, within H*W; class order,
 29 contiguous rows per image). Against, in the same process on the same file:
 
@@ -26,8 +26,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fixtures import make_submission  # noqa: E402
 
-from yolohand.classes import CLASSES  # noqa: E402
-from yolohand.submission import iter_submission  # noqa: E402
+from yolohand.core.classes import CLASSES  # noqa: E402
+from yolohand.core.submission import iter_submission  # noqa: E402
 
 SHAPE = (2048, 2048)
 

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolohand.imcache import load_cached, read_gray_like_ultralytics, resize_long_side, write_cached  # noqa: E402
+from yolohand.data.imcache import load_cached, read_gray_like_ultralytics, resize_long_side, write_cached  # noqa: E402
 
 
 def _images(root: Path | None, n: int, tmp: Path) -> list[Path]:
@@ -35,7 +35,7 @@ def _images(root: Path | None, n: int, tmp: Path) -> list[Path]:
         found = sorted((root / "train" / "DCM").rglob("*.png"))[:n]
         if found:
             return found
-    from yolohand.synth import generate_dataset
+    from yolohand.data.synth import generate_dataset
 
     ids = max(1, (n + 1) // 2)
     print(f"generating {ids * 2} synthetic 2048x2048 images in {tmp} ...", flush=True)

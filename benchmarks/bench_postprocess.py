@@ -1,6 +1,6 @@
 """Postprocessing of one 2048x2048 image: network raw output -> 29 RLE strings.
 
-Ours (yolohand.postprocess): top-1 detection per class, soft mask computed only inside its box
+Ours (yolohand.models.yolo.postprocess): top-1 detection per class, soft mask computed only inside its box
 (proto cells under the box, separable bilinear upsampling to the original-resolution crop,
 sigmoid), thresholded crop -> runs -> RLE.
 
@@ -9,7 +9,7 @@ detections, full proto logits upsampled to the network input, binarised, cropped
 ``masks.xy``-style polygon of the largest contour scaled to the original size, ``cv2.fillPoly``
 into full-size class masks (detections of one class OR-ed), straightforward full-image RLE.
 
-Raw outputs are built from a synthetic hand (yolohand.synth) at 2048: prototype k is the bone
+Raw outputs are built from a synthetic hand (yolohand.data.synth) at 2048: prototype k is the bone
 k mask seen at proto resolution (as logits), 3 noise prototypes, coefficients ~one-hot plus
 noise, boxes = bone boxes, plus lower-confidence duplicate detections, at imgsz 1024
 (protos 32 x 256 x 256). Run: ``.venv/bin/python benchmarks/bench_postprocess.py``.
@@ -26,15 +26,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yolohand import postprocess as pp  # noqa: E402
-from yolohand.classes import CLASSES, NUM_CLASSES  # noqa: E402
+from yolohand.core.classes import CLASSES, NUM_CLASSES  # noqa: E402
+from yolohand.models.yolo import postprocess as pp  # noqa: E402
 
 SIZE, IMGSZ, N_DUP, REPEATS = 2048, 1024, 30, 5
 
 
 def raw_output(seed: int = 0) -> tuple[pp.Instances, dict[str, np.ndarray]]:
     """Realistic raw outputs for one synthetic 2048 image (protos at imgsz/4)."""
-    from yolohand.synth import ImageJob, synth_hand
+    from yolohand.data.synth import ImageJob, synth_hand
 
     job = ImageJob("", "", "ID001", "image.png", SIZE, (seed, 1), (seed,), False, False)
     _, polygons = synth_hand(job)
@@ -121,7 +121,7 @@ def main() -> None:
     inst, _ = raw_output()
     ours(inst), common_way(inst)  # warm up (imports, caches)
     t_ours, t_common = _time(ours, inst), _time(common_way, inst)
-    from yolohand.rle import decode
+    from yolohand.core.rle import decode
 
     a, b = ours(inst), common_way(inst)
     dice = []

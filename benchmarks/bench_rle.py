@@ -1,6 +1,6 @@
 """Benchmark: RLE-encode the 29 masks of 20 synthetic-like 2048x2048 hands.
 
-Ours (yolohand.rle.encode: bounding box first, diff of that box only) against the straightforward
+Ours (yolohand.core.rle.encode: bounding box first, diff of that box only) against the straightforward
 encoder every competition notebook uses (flatten the whole mask, pad, diff, pair). Both run in this
 process on the same masks; the outputs are checked to be identical.
 
@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fixtures import make_bone_masks  # noqa: E402
 
-from yolohand import rle  # noqa: E402
+from yolohand.core import rle  # noqa: E402
 
 
 def naive_encode(mask: np.ndarray) -> str:
@@ -61,7 +61,7 @@ def main() -> None:
     t_naive = best_time(naive_encode, stacks, args.repeat)
     print(f"encode {n} masks ({args.images} images x 29, {args.size}x{args.size}), best of {args.repeat}:")
     print(f"  naive (flatten, pad, diff): {t_naive:8.3f} s  ({t_naive / n * 1e3:6.2f} ms/mask)")
-    print(f"  yolohand.rle.encode:        {t_ours:8.3f} s  ({t_ours / n * 1e3:6.2f} ms/mask)")
+    print(f"  yolohand.core.rle.encode:        {t_ours:8.3f} s  ({t_ours / n * 1e3:6.2f} ms/mask)")
     print(f"  ratio: {t_naive / t_ours:.1f}x  (target >= 10x)")
 
 

@@ -1,4 +1,4 @@
-"""Hard vote of three 288-image submission CSVs: `yolohand.ensemble.hard_vote` vs the usual dense loop.
+"""Hard vote of three 288-image submission CSVs: `yolohand.results.ensemble.hard_vote` vs the usual dense loop.
 
 Ours: ``hard_vote`` end to end (check the inputs agree, stream and validate all three CSVs,
 vote on runs, write the CSV atomically).
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from _fixtures import make_submission  # noqa: E402
 
-from yolohand.classes import NUM_CLASSES  # noqa: E402
-from yolohand.ensemble import hard_vote  # noqa: E402
+from yolohand.core.classes import NUM_CLASSES  # noqa: E402
+from yolohand.results.ensemble import hard_vote  # noqa: E402
 
 H = W = 2048
 

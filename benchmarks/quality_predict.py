@@ -36,10 +36,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yolohand import postprocess as pp  # noqa: E402
-from yolohand import predict as P  # noqa: E402
-from yolohand.classes import CLASSES, NUM_CLASSES  # noqa: E402
-from yolohand.data import find_split, read_image  # noqa: E402
+from yolohand.core.classes import CLASSES, NUM_CLASSES  # noqa: E402
+from yolohand.data.layout import find_split, read_image  # noqa: E402
+from yolohand.models.yolo import postprocess as pp  # noqa: E402
+from yolohand.models.yolo import predict as P  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
-    from yolohand.evaluate import evaluate
-    from yolohand.submission import SubmissionWriter
+    from yolohand.core.submission import SubmissionWriter
+    from yolohand.results.evaluate import evaluate
 
     records = find_split(args.root, args.split, require_json=True).records[: args.limit]
     nets = [P.load_network(w, args.imgsz, args.conf, device=args.device) for w in args.weights]

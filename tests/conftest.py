@@ -14,7 +14,7 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``<root>/train/DCM/IDnnn/*.png``, ``<root>/train/outputs_json/...``, and the same for test
     (test ground truth included). Read-only: copy it before modifying anything.
     """
-    from yolohand.synth import generate_dataset
+    from yolohand.data.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("synth") / "handbone"
     generate_dataset(root, train_ids=3, test_ids=1, size=256, seed=0, workers=1, progress=False)
@@ -24,7 +24,7 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def synth_root_512(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like ``synth_root`` at 512x512 (2 train IDs + 1 test ID, 6 images, seed 1)."""
-    from yolohand.synth import generate_dataset
+    from yolohand.data.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("synth512") / "handbone"
     generate_dataset(root, train_ids=2, test_ids=1, size=512, seed=1, workers=1, progress=False)

@@ -1,7 +1,7 @@
 """The Streamlit app: command line, and a real headless Chromium rendering a comparison.
 
 The browser test is skipped when Streamlit (the ``yolohand[app]`` extra) or Chromium is absent.
-It starts ``streamlit run yolohand/app.py`` on 127.0.0.1 at a free port, passes two small CSVs
+It starts ``streamlit run yolohand/viz/app.py`` on 127.0.0.1 at a free port, passes two small CSVs
 through the URL's query parameters (no clicking), drives Chromium over the DevTools protocol
 until the comparison images have loaded, and checks the screenshot: the right size, not blank,
 and holding the comparison colours (green = only A, red = only B, white = both).
@@ -28,11 +28,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from yolohand.app import STREAMLIT_FLAGS, parse_args, streamlit_command
-from yolohand.classes import NUM_CLASSES
 from yolohand.cli import app as cli_app
-from yolohand.rle import encode
-from yolohand.submission import write_submission
+from yolohand.core.classes import NUM_CLASSES
+from yolohand.core.rle import encode
+from yolohand.core.submission import write_submission
+from yolohand.viz.app import STREAMLIT_FLAGS, parse_args, streamlit_command
 
 WINDOW = (1400, 1000)  # width, height of the screenshot
 
@@ -56,7 +56,7 @@ def _free_port() -> int:
 def test_streamlit_command_is_headless_without_usage_stats(tmp_path: Path) -> None:
     cmd = streamlit_command(port=9999, address="127.0.0.1", root=tmp_path, a="a.csv", size="256,256")
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
-    assert cmd[4].endswith("yolohand/app.py")
+    assert cmd[4].endswith("yolohand/viz/app.py")
     joined = " ".join(cmd)
     assert "--browser.gatherUsageStats false" in joined and "--server.headless true" in joined
     assert set(STREAMLIT_FLAGS) <= set(cmd)

@@ -1,4 +1,4 @@
-"""Agreement of two submissions (yolohand.compare) against a dense numpy reference, the report,
+"""Agreement of two submissions (yolohand.viz.compare) against a dense numpy reference, the report,
 and the `yolohand compare` command."""
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from yolohand.classes import CLASSES, NUM_CLASSES
 from yolohand.cli import app
-from yolohand.compare import (bar_chart_png, class_intersections, compare_submissions, iou,
-                              write_report)
-from yolohand.data import find_split, gt_masks, image_size, read_annotation
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.rle import encode, intersection_area, mask_to_runs
+from yolohand.core.submission import write_submission
+from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
 from yolohand.errors import YolohandError
-from yolohand.rle import encode, intersection_area, mask_to_runs
-from yolohand.submission import write_submission
+from yolohand.viz.compare import bar_chart_png, class_intersections, compare_submissions, iou, write_report
 
 
 def _decode(text: str, shape: tuple[int, int]) -> np.ndarray:

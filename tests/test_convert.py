@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from yolohand.classes import CLASSES, NUM_CLASSES
-from yolohand.convert import CHANNELS, KNOWN_BAD, convert_dataset, normalise_points, parse_label_file
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.data.convert import CHANNELS, KNOWN_BAD, convert_dataset, normalise_points, parse_label_file
 from yolohand.errors import YolohandError
 
 SQUARE = [[10, 20], [30, 20], [30, 40], [10, 40]]
@@ -125,9 +125,8 @@ def test_repairs_and_drops_reported(tmp_path: Path) -> None:
 
 def test_fidelity_on_synthetic_set(synth_root: Path, tmp_path: Path) -> None:
     """The report's figure, and an independent full-size recomputation, are >= 0.999."""
-    from yolohand.data import find_split, gt_masks, read_annotation
-    from yolohand.data import fill_polygon
-    from yolohand.metrics import dice_masks
+    from yolohand.core.metrics import dice_masks
+    from yolohand.data.layout import fill_polygon, find_split, gt_masks, read_annotation
 
     out = tmp_path / "yolo"
     report = convert_dataset(synth_root, out, folds=3, progress=False, workers=2)
@@ -172,7 +171,7 @@ def test_layout_folds_and_symlinks(tmp_path: Path) -> None:
 
 
 def test_yaml_passes_ultralytics_check_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from yolohand.offline import setup_offline
+    from yolohand.models.yolo.offline import setup_offline
 
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ycfg"))
     setup_offline()
@@ -317,7 +316,7 @@ def test_cli_errors_exit_nonzero(tmp_path: Path) -> None:
 
 
 def test_setup_offline_installs_fonts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from yolohand.offline import default_config_dir, setup_offline
+    from yolohand.models.yolo.offline import default_config_dir, setup_offline
 
     monkeypatch.delenv("YOLO_CONFIG_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -1,4 +1,4 @@
-"""yolohand.data: finding the split, reading annotations and images, ground-truth masks."""
+"""yolohand.data.layout: finding the split, reading annotations and images, ground-truth masks."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolohand.classes import CLASSES, NUM_CLASSES
-from yolohand.data import (
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.data.layout import (
     Annotation,
     Polygon,
     fill_polygon,

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 
-from yolohand.classes import CLASSES
+from yolohand.core.classes import CLASSES
+from yolohand.core.probmaps import load_probmap
+from yolohand.core.rle import runs_to_mask
+from yolohand.core.submission import iter_submission
 from yolohand.demo import DEMO_WEIGHTS, run_demo
-from yolohand.probmaps import load_probmap
-from yolohand.rle import runs_to_mask
-from yolohand.submission import iter_submission
 
 pytestmark = [
     pytest.mark.slow,

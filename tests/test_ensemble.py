@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from yolohand.classes import NUM_CLASSES
-from yolohand.ensemble import hard_vote, parse_size, parse_weights, soft_vote
+from yolohand.core.classes import NUM_CLASSES
+from yolohand.core.probmaps import load_probmap, probmap_path, save_probmap
 from yolohand.errors import YolohandError
-from yolohand.probmaps import load_probmap, probmap_path, save_probmap
+from yolohand.results.ensemble import hard_vote, parse_size, parse_weights, soft_vote
 
 SHAPE = (12, 10)
 NAMES = [f"image{i}.png" for i in range(3)]
@@ -48,8 +48,8 @@ def random_masks(rng, n_images=len(NAMES), shape=SHAPE) -> np.ndarray:
 
 
 def write_csv(path: Path, masks: np.ndarray, names=NAMES) -> Path:
-    """Written with the csv module and the naive encoder (independent of yolohand.submission)."""
-    from yolohand.classes import CLASSES
+    """Written with the csv module and the naive encoder (independent of yolohand.core.submission)."""
+    from yolohand.core.classes import CLASSES
 
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
@@ -367,7 +367,7 @@ def test_numeric_core_imports_neither_torch_nor_ultralytics():
     import sys
 
     code = (
-        "import sys, yolohand.ensemble, yolohand.evaluate, yolohand.probmaps, yolohand.cli.ensemble, "
+        "import sys, yolohand.results.ensemble, yolohand.results.evaluate, yolohand.core.probmaps, yolohand.cli.ensemble, "
         "yolohand.cli.evaluate; bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'ultralytics')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -391,8 +391,8 @@ from hypothesis.extra.numpy import arrays  # noqa: E402
 )
 def test_vote_image_equals_per_class_vote(masks, weights, min_votes):
     """One sweep over all 29 classes (shifted apart) == 29 separate rle.vote calls."""
-    from yolohand import rle
-    from yolohand.ensemble import vote_image
+    from yolohand.core import rle
+    from yolohand.results.ensemble import vote_image
 
     if weights is not None and min_votes is not None and min_votes > sum(weights):
         min_votes = sum(weights)

@@ -12,10 +12,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from yolohand.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from yolohand.core.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from yolohand.core.probmaps import probmap_path, save_probmap
 from yolohand.errors import YolohandError
-from yolohand.evaluate import evaluate, format_table, gt_runs, to_json
-from yolohand.probmaps import probmap_path, save_probmap
+from yolohand.results.evaluate import evaluate, format_table, gt_runs, to_json
 
 S = 1e-4  # the metric's smoothing term
 H, W = 10, 12
@@ -179,9 +179,9 @@ def test_probability_folder_thresholds_at_128(tiny, tmp_path):
 
 def test_matches_dense_reference_on_synthetic_data(synth_root, tmp_path):
     """Runs-based evaluation == dense gt_masks + dice_masks, on a prediction that is a shifted GT."""
-    from yolohand.data import find_split, gt_masks, image_size, read_annotation
-    from yolohand.metrics import dice_masks
-    from yolohand.rle import encode
+    from yolohand.core.metrics import dice_masks
+    from yolohand.core.rle import encode
+    from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
 
     recs = find_split(synth_root, "train").records[:3]
     rows, reference = {}, []

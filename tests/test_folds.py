@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from yolohand.data.folds import fold_of, make_folds
 from yolohand.errors import YolohandError
-from yolohand.folds import fold_of, make_folds
 
 
 def _ids(n: int, per_id: int = 2) -> list[str]:

@@ -1,4 +1,4 @@
-"""yolohand.metrics against the competition formula computed by hand / densely."""
+"""yolohand.core.metrics against the competition formula computed by hand / densely."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from yolohand import rle
-from yolohand.metrics import SMOOTH, DiceTable, dice_masks, dice_runs, dice_score
+from yolohand.core import rle
+from yolohand.core.metrics import SMOOTH, DiceTable, dice_masks, dice_runs, dice_score
 
 
 def reference_dice(a: np.ndarray, b: np.ndarray) -> float:

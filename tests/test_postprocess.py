@@ -1,14 +1,14 @@
-"""yolohand.postprocess on hand-made instance tensors: exact expectations and torch references."""
+"""yolohand.models.yolo.postprocess on hand-made instance tensors: exact expectations and torch references."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from yolohand import postprocess as pp
-from yolohand.classes import NUM_CLASSES
-from yolohand.probmaps import THRESHOLD_U8
-from yolohand.rle import decode
+from yolohand.core.classes import NUM_CLASSES
+from yolohand.core.probmaps import THRESHOLD_U8
+from yolohand.core.rle import decode
+from yolohand.models.yolo import postprocess as pp
 
 
 def _sigmoid(x):

@@ -1,4 +1,4 @@
-"""yolohand.predict and `yolohand predict`: weights resolution, maps, averaging, CSV invariants.
+"""yolohand.models.yolo.predict and `yolohand predict`: weights resolution, maps, averaging, CSV invariants.
 
 Most tests use tiny random-weight YOLO11n-seg checkpoints (1 channel, 29 classes, imgsz 64)
 whose class-logit bias is raised so that they detect (a few classes, many boxes): cheap, deterministic stand-ins
@@ -15,20 +15,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from yolohand import postprocess as pp
-from yolohand import predict as P
-from yolohand.classes import CLASSES, NUM_CLASSES
-from yolohand.data import find_images
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.probmaps import THRESHOLD_U8, load_probmap, probmap_path
+from yolohand.core.rle import decode
+from yolohand.data.layout import find_images
 from yolohand.errors import YolohandError
-from yolohand.probmaps import THRESHOLD_U8, load_probmap, probmap_path
-from yolohand.rle import decode
+from yolohand.models.yolo import postprocess as pp
+from yolohand.models.yolo import predict as P
 
 IMGSZ = 64
 
 
 def make_checkpoint(path: Path, seed: int, cls_bias: float = 3.0, imgsz: int = IMGSZ) -> Path:
     """A random-weight 1-channel YOLO11n-seg checkpoint whose detections all have conf ~ sigmoid(cls_bias)."""
-    from yolohand.offline import setup_offline
+    from yolohand.models.yolo.offline import setup_offline
 
     setup_offline()
     import torch
@@ -60,7 +60,7 @@ def ckpts(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def images(synth_root) -> list[np.ndarray]:
-    from yolohand.data import read_image
+    from yolohand.data.layout import read_image
 
     return [read_image(r.image_path) for r in find_images(synth_root / "test" / "DCM")]
 
@@ -244,7 +244,7 @@ DEMO_DICE_FLOOR = 0.80
 
 @pytest.mark.skipif(not P.DEMO_WEIGHTS.is_file(), reason="weights/yolohand-synth-n.pt not shipped yet")
 def test_demo_checkpoint_reaches_dice_floor(synth_root, tmp_path):
-    from yolohand.evaluate import evaluate
+    from yolohand.results.evaluate import evaluate
 
     out = tmp_path / "demo.csv"
     summary = P.predict_to_submission(out, source=synth_root / "test" / "DCM", weights=[P.DEMO_WEIGHTS],

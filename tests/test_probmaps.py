@@ -8,9 +8,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from yolohand.classes import CLASSES
-from yolohand.errors import YolohandError
-from yolohand.probmaps import (
+from yolohand.core.classes import CLASSES
+from yolohand.core.probmaps import (
     THRESHOLD_U8,
     iter_probmap_folder,
     load_probmap,
@@ -18,6 +17,7 @@ from yolohand.probmaps import (
     save_probmap,
     to_uint8,
 )
+from yolohand.errors import YolohandError
 
 SHAPE = (29, 6, 7)
 

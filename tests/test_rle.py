@@ -1,4 +1,4 @@
-"""yolohand.rle against independent straightforward implementations written here."""
+"""yolohand.core.rle against independent straightforward implementations written here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from yolohand import rle
+from yolohand.core import rle
 
 SETTINGS = settings(max_examples=150, deadline=None)
 

@@ -1,4 +1,4 @@
-"""yolohand.submission: atomic streaming writer, validating streaming reader."""
+"""yolohand.core.submission: atomic streaming writer, validating streaming reader."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from yolohand import rle
-from yolohand.classes import CLASSES
-from yolohand.errors import YolohandError
-from yolohand.submission import (
+from yolohand.core import rle
+from yolohand.core.classes import CLASSES
+from yolohand.core.submission import (
     COLUMNS,
     SubmissionWriter,
     iter_submission,
     read_image_names,
     write_submission,
 )
+from yolohand.errors import YolohandError
 
 SHAPE = (3, 4)  # tiny images: H*W = 12
 HEADER = "image_name,class,rle\n"

@@ -1,4 +1,4 @@
-"""yolohand.synth and `yolohand synth`: competition layout and schema, anatomy, determinism."""
+"""yolohand.data.synth and `yolohand synth`: competition layout and schema, anatomy, determinism."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from yolohand.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from yolohand.cli import app
-from yolohand.data import fill_polygon, find_split, gt_masks, image_size, read_annotation, read_image
+from yolohand.core.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from yolohand.data.layout import fill_polygon, find_split, gt_masks, image_size, read_annotation, read_image
+from yolohand.data.synth import bone_polygon, generate_dataset, long_bone
 from yolohand.errors import YolohandError
-from yolohand.synth import bone_polygon, generate_dataset, long_bone
 
 TOP_KEYS = ["annotations", "attributes", "file_id", "filename", "parent_path", "last_modifier_id", "metadata",
             "last_workers"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from yolohand.errors import YolohandError
-from yolohand.train import (
+from yolohand.models.yolo.train import (
     DATA_DEFAULTS,
     DICE_KEY,
     merge_train_args,
@@ -168,7 +168,7 @@ def _naive_dice(pred, cls, conf, gt, gt_cls, nc):
 def test_image_dice_matches_naive():
     import torch
 
-    from yolohand.dice_val import image_dice
+    from yolohand.models.yolo.dice_val import image_dice
 
     rng = np.random.default_rng(0)
     nc, h, w = 5, 12, 10
@@ -187,8 +187,8 @@ def test_image_dice_matches_naive():
 
 
 def test_metrics_keys_and_fitness():
-    from yolohand.dice_val import DICE_KEY as KEY
-    from yolohand.dice_val import DiceSegmentMetrics
+    from yolohand.models.yolo.dice_val import DICE_KEY as KEY
+    from yolohand.models.yolo.dice_val import DiceSegmentMetrics
 
     assert KEY == DICE_KEY
     m = DiceSegmentMetrics()
@@ -226,7 +226,7 @@ def trained(synth_root, tmp_path_factory):
     (via --config, which this also exercises) halves the CPU time; the fonts that plotting
     needs are checked offline in test_plot_fonts_resolve_offline.
     """
-    from yolohand.convert import convert_dataset
+    from yolohand.data.convert import convert_dataset
 
     tmp = tmp_path_factory.mktemp("train")
     yolo, runs = tmp / "yolo", tmp / "runs"
@@ -276,7 +276,7 @@ def test_plot_fonts_resolve_offline(monkeypatch):
     """The fonts ultralytics' plots and dataset check ask for are found locally, sockets failing."""
     import socket
 
-    from yolohand.offline import setup_offline
+    from yolohand.models.yolo.offline import setup_offline
 
     setup_offline()
 
@@ -303,8 +303,8 @@ def test_best_pt_is_one_channel_and_run_not_overwritten(trained):
         train_fold(0, yolo=tmp / "yolo", runs=tmp / "runs", name="t", device="cpu")
     with pytest.raises(YolohandError, match="finished, nothing to resume"):
         train_fold(0, yolo=tmp / "yolo", runs=tmp / "runs", name="t", device="cpu", resume=True)
-    from yolohand.dice_val import DiceSegmentationTrainer  # noqa: F401  (importable at module level, for DDP)
-    from yolohand.train import _checkpoint_channels
+    from yolohand.models.yolo.dice_val import DiceSegmentationTrainer  # noqa: F401  (importable at module level, for DDP)
+    from yolohand.models.yolo.train import _checkpoint_channels
 
     assert _checkpoint_channels(run / "weights" / "best.pt") == 1
 
@@ -312,7 +312,7 @@ def test_best_pt_is_one_channel_and_run_not_overwritten(trained):
 def test_recalibrate_batchnorm_uses_batch_statistics():
     import torch
 
-    from yolohand.dice_val import recalibrate_batchnorm
+    from yolohand.models.yolo.dice_val import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1, bias=False), torch.nn.BatchNorm2d(3, momentum=0.03))
@@ -333,7 +333,7 @@ def test_rgb_coco_like_checkpoint_fine_tunes_on_grayscale(trained):
     import torch
     from ultralytics.nn.tasks import SegmentationModel
 
-    from yolohand.train import _checkpoint_channels
+    from yolohand.models.yolo.train import _checkpoint_channels
 
     _, _, _, tmp = trained
     coco_like = tmp / "coco_like.pt"

@@ -1,4 +1,4 @@
-"""Overlays and comparison pictures (yolohand.viz) and the `yolohand show` command."""
+"""Overlays and comparison pictures (yolohand.viz.draw) and the `yolohand show` command."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from typer.testing import CliRunner
 
-from yolohand import viz
-from yolohand.classes import COLORS, NUM_CLASSES
 from yolohand.cli import app
-from yolohand.data import find_split, gt_masks, image_size, read_annotation
-from yolohand.rle import encode, mask_to_runs
-from yolohand.submission import write_submission
+from yolohand.core.classes import COLORS, NUM_CLASSES
+from yolohand.core.rle import encode, mask_to_runs
+from yolohand.core.submission import write_submission
+from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
+from yolohand.viz import draw as viz
 
 GREEN, RED, WHITE, BLACK = (0, 255, 0), (255, 0, 0), (255, 255, 255), (0, 0, 0)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import cv2
 
-from yolohand.workers import cv2_single_threaded
+from yolohand.data.workers import cv2_single_threaded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,8 +30,8 @@ def test_synth_and_convert_pools_after_cv2_was_busy(tmp_path):
         img = np.random.rand(1024, 1024).astype(np.float32)
         for _ in range(3):
             cv2.GaussianBlur(img, (31, 31), 5)  # OpenCV's thread pool is now running
-        from yolohand.synth import generate_dataset
-        from yolohand.convert import convert_dataset
+        from yolohand.data.synth import generate_dataset
+        from yolohand.data.convert import convert_dataset
         root = {str(tmp_path / "h")!r}
         generate_dataset(root, train_ids=4, test_ids=1, size=128, workers=2, progress=False)
         report = convert_dataset(root, {str(tmp_path / "y")!r}, folds=2, workers=2, progress=False)

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from .errors import YolohandError
+from yolohand.defaults import PATHS
+from yolohand.errors import YolohandError
 
-DEFAULTS: dict[str, str] = {
-    "root": "datasets/handbone",
-    "yolo": "datasets/yolo",
-    "runs": "runs",
-}
+DEFAULTS: dict[str, str] = PATHS
 CONFIG_FILE = "yolohand.yaml"
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "yolohand-synth-n.pt"
+from yolohand.defaults import DEMO_WEIGHTS
 
 # Fine-tuning a trained checkpoint on a dozen images: small batches with one optimizer step each
 # (ultralytics' nbs=64 would accumulate a whole epoch into a single step), a low AdamW rate and

@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from .. import __version__
-from ..errors import YolohandError
+from yolohand import __version__
+from yolohand.errors import YolohandError
 
 app = typer.Typer(
     name="yolohand",

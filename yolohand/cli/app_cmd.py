@@ -21,9 +21,9 @@ def app(
     import signal
     import subprocess
 
-    from ..app import INSTALL_HINT, streamlit_command
-    from ..config import default_path
-    from ..errors import YolohandError
+    from yolohand.config import default_path
+    from yolohand.errors import YolohandError
+    from yolohand.viz.app import INSTALL_HINT, streamlit_command
 
     if importlib.util.find_spec("streamlit") is None:
         raise YolohandError(INSTALL_HINT)

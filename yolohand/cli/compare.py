@@ -8,7 +8,7 @@ import typer
 
 
 def _parse_size(text: str) -> tuple[int, int]:
-    from ..errors import YolohandError
+    from yolohand.errors import YolohandError
 
     try:
         h, w = (int(v) for v in text.replace("x", ",").split(","))
@@ -30,9 +30,9 @@ def compare(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Compare two submissions: per-class IoU (on runs, no rasterising), worst pairs, HTML report."""
-    from ..atomic import check_writable
-    from ..classes import CLASSES
-    from ..compare import compare_submissions, write_report
+    from yolohand.core.atomic import check_writable
+    from yolohand.core.classes import CLASSES
+    from yolohand.viz.compare import compare_submissions, write_report
 
     shape = _parse_size(size)
     check_writable(out, force)  # fail before the work, not after

@@ -19,8 +19,8 @@ def convert(
     force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
 ) -> None:
     """Convert the train split into YOLO-seg labels, K-fold lists and data YAMLs."""
-    from ..config import default_path
-    from ..convert import convert_dataset
+    from yolohand.config import default_path
+    from yolohand.data.convert import convert_dataset
 
     report = convert_dataset(
         default_path("root", root),

@@ -33,8 +33,8 @@ def ensemble(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Fuse submissions pixel-wise: majority vote of CSVs, or mean of probability maps and CSVs."""
-    from ..ensemble import hard_vote, parse_size, parse_weights, soft_vote
-    from ..errors import YolohandError
+    from yolohand.errors import YolohandError
+    from yolohand.results.ensemble import hard_vote, parse_size, parse_weights, soft_vote
 
     csvs, probs = list(csvs or []), list(probs or [])
     shape = parse_size(size)

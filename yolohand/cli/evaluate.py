@@ -23,10 +23,10 @@ def evaluate(
     """Per-class Dice and mDice of PRED against the ground-truth annotations."""
     import time
 
-    from ..atomic import atomic_file, check_writable
-    from ..config import default_path
-    from ..evaluate import evaluate as run_evaluate
-    from ..evaluate import format_table, to_json
+    from yolohand.config import default_path
+    from yolohand.core.atomic import atomic_file, check_writable
+    from yolohand.results.evaluate import evaluate as run_evaluate
+    from yolohand.results.evaluate import format_table, to_json
 
     t0 = time.perf_counter()
     if json_out is not None:

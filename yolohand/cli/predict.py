@@ -52,9 +52,9 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Predict images into a submission CSV: soft full-resolution masks, one instance per bone."""
-    from ..errors import YolohandError
-    from ..postprocess import MASK_MODES, MERGES, MISSING
-    from ..predict import Settings, predict_to_submission
+    from yolohand.errors import YolohandError
+    from yolohand.models.yolo.postprocess import MASK_MODES, MERGES, MISSING
+    from yolohand.models.yolo.predict import Settings, predict_to_submission
 
     if merge not in MERGES:
         raise YolohandError(f"--merge {merge!r}: expected one of {', '.join(MERGES)}")

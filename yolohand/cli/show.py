@@ -20,10 +20,10 @@ def show(
 
     With both --gt and --pred the two overlays are drawn side by side.
     """
-    from ..atomic import check_writable
-    from ..config import default_path
-    from ..errors import YolohandError
-    from ..viz import render_show, resolve_image, write_png
+    from yolohand.config import default_path
+    from yolohand.core.atomic import check_writable
+    from yolohand.errors import YolohandError
+    from yolohand.viz.draw import render_show, resolve_image, write_png
 
     image_path, json_path = resolve_image(image, default_path("root", root))
     if gt and json_path is None:

@@ -17,7 +17,7 @@ def synth(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """Write synthetic hand X-rays with 29 annotated bones in the competition layout."""
-    from ..synth import generate_dataset
+    from yolohand.data.synth import generate_dataset
 
     summary = generate_dataset(
         out, train_ids=train_ids, test_ids=test_ids, size=size, seed=seed, workers=workers, force=force

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import YolohandError
+from yolohand.errors import YolohandError
 
 
 def _parse_fold(text: str) -> int | None:
@@ -40,7 +40,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ) -> None:
     """Train YOLO-seg on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
-    from ..train import format_results, list_folds, train_fold
+    from yolohand.models.yolo.train import format_results, list_folds, train_fold
 
     k = _parse_fold(fold)
     folds = list_folds(yolo) if k is None else [k]

@@ -3,7 +3,7 @@
 Output layout (``<out>``, written to a temporary folder and renamed into place)::
 
     images/IDxxx/<name>.png      -> absolute symlink to the original PNG (images are never copied)
-    images/IDxxx/<stem>.npy      resized image cache, only with --imgsz (see yolohand.imcache)
+    images/IDxxx/<stem>.npy      resized image cache, only with --imgsz (see yolohand.data.imcache)
     labels/IDxxx/<stem>.txt      one line per instance: ``cls x1 y1 x2 y2 ...`` normalised
     folds/fold{k}/{train,val}/images/IDxxx -> ../../../../images/IDxxx   (relative dir symlinks)
     folds/fold{k}/{train,val}/labels/IDxxx -> ../../../../labels/IDxxx
@@ -24,7 +24,7 @@ Labels: points normalised by the image size read from the PNG header (never the 
 ``metadata``), written with :data:`LABEL_DECIMALS` decimals after adding :data:`NUDGE_PX` and
 rounding *up* (i.e. p / W rounded up at the 6th decimal): then ``round(v * W)`` and ``int(v * W)`` (ultralytics truncates, in float32) both
 give back the original integer pixel, so filling the label polygons at full size reproduces the
-JSON-polygon fill exactly unless a polygon was repaired (yolohand.repair). The fidelity figure
+JSON-polygon fill exactly unless a polygon was repaired (yolohand.data.repair). The fidelity figure
 (mean Dice of label-polygon fills vs JSON-polygon fills over every (image, class) with either
 non-empty, computed in bounding-box crops) is printed and stored in the report.
 
@@ -74,11 +74,11 @@ import cv2
 import numpy as np
 import yaml
 
-from .atomic import atomic_dir, check_writable
-from .classes import CLASSES
-from .errors import YolohandError
-from .workers import cv2_single_threaded, init_worker, pool_context
-from .folds import fold_of, make_folds
+from yolohand.core.atomic import atomic_dir, check_writable
+from yolohand.core.classes import CLASSES
+from yolohand.data.folds import fold_of, make_folds
+from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
+from yolohand.errors import YolohandError
 
 #: Image channels for training and prediction (grayscale X-rays); see the module docstring.
 CHANNELS: int = 1
@@ -161,9 +161,9 @@ def _fill_union(
 
     Each polygon is filled on its own (a multi-polygon cv2 call would XOR overlaps), shifted into
     the box when it lies inside the image (cv2's fill is translation invariant for integer
-    points), else through :func:`yolohand.data.polygon_crop` (which lets cv2 clip at the border).
+    points), else through :func:`yolohand.data.layout.polygon_crop` (which lets cv2 clip at the border).
     """
-    from .data import polygon_crop
+    from yolohand.data.layout import polygon_crop
 
     y0, x0, y1, x1 = box
     out = np.zeros((y1 - y0, x1 - x0), np.uint8)
@@ -182,7 +182,7 @@ def fill_dice(gt: Sequence[np.ndarray], pred: Sequence[np.ndarray], h: int, w: i
 
     Computed in the union bounding box (clipped to the image). None when both fills are empty.
     """
-    from .metrics import dice_score
+    from yolohand.core.metrics import dice_score
 
     allp = [p for p in (*gt, *pred) if len(p)]
     if not allp:
@@ -218,8 +218,8 @@ def _convert_one(task: _Task) -> dict[str, Any]:
 
     Never raises for bad input: a problem that skips the image comes back as ``{"skip": msg}``.
     """
-    from .data import image_size, read_annotation
-    from .repair import prepare, repair_polygon
+    from yolohand.data.layout import image_size, read_annotation
+    from yolohand.data.repair import prepare, repair_polygon
 
     rel = task.rel_path
     try:
@@ -258,7 +258,7 @@ def _convert_one(task: _Task) -> dict[str, Any]:
     out = Path(task.tmp_out)
     pid, stem = Path(rel).parent.name, Path(rel).stem
     if task.imgsz:
-        from .imcache import write_cached
+        from yolohand.data.imcache import write_cached
 
         try:
             write_cached(task.image_path, out / "images" / pid / f"{stem}.npy", task.imgsz)
@@ -524,7 +524,7 @@ def convert_dataset(
     Raises YolohandError for the fatal problems listed in the module docstring; nothing is
     written then. Returns the report (also written to ``<out>/convert_report.json``).
     """
-    from .data import find_split
+    from yolohand.data.layout import find_split
 
     t0 = time.perf_counter()
     root = Path(root).expanduser().resolve()

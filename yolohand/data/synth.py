@@ -41,11 +41,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_dir
-from .classes import CLASSES, NUM_CLASSES
-from .data import polygon_crop
-from .errors import YolohandError
-from .workers import cv2_single_threaded, init_worker, pool_context
+from yolohand.core.atomic import atomic_dir
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.data.layout import polygon_crop
+from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
+from yolohand.errors import YolohandError
 
 REF_SIZE = 2048  # the canonical frame is in pixels of a 2048 x 2048 image
 FIRST_TIMESTAMP = 1661130828152  # ms; the real file names are image<13-digit timestamp>.png

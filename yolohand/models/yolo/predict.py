@@ -1,16 +1,16 @@
 """Predict with YOLO-seg checkpoints: soft 29-channel probabilities, one instance per bone, RLE CSV.
 
-The ultralytics-facing half of prediction; the numeric half is :mod:`yolohand.postprocess`.
+The ultralytics-facing half of prediction; the numeric half is :mod:`yolohand.models.yolo.postprocess`.
 
 - Weights: given paths (several = averaged), else the newest ``best.pt`` under the runs folder,
   else the shipped demo checkpoint ``weights/yolohand-synth-n.pt``. A missing file is a
   YolohandError, never a download (ultralytics would fetch any unknown ``*.pt`` name).
-- Images are read with :func:`yolohand.data.read_image` (uint8 grayscale) and handed to
+- Images are read with :func:`yolohand.data.layout.read_image` (uint8 grayscale) and handed to
   ultralytics as arrays: its loader turns them into what the model was trained on (3-channel
   BGR with equal channels, as ``cv2.imread`` reads a gray PNG, or 1 channel for a
   ``channels: 1`` model). An unreadable image yields no crops (its rows are written empty).
 - :class:`SoftSegPredictor` stops ultralytics after NMS: instead of binarised masks it returns
-  the raw :class:`~yolohand.postprocess.Instances` (protos, coefficients, input-space boxes,
+  the raw :class:`~yolohand.models.yolo.postprocess.Instances` (protos, coefficients, input-space boxes,
   confidences, classes and the letterbox geometry) for :func:`postprocess.class_crops`.
 - NMS is per class (``agnostic_nms=False``: overlapping bones of different classes both
   survive), ``max_det=300``, low ``conf`` (default :data:`DEFAULT_CONF`): top-1 per class removes
@@ -41,13 +41,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import postprocess as pp
-from .classes import NUM_CLASSES
-from .data import ImageRecord, find_images, read_image
-from .errors import YolohandError
+from yolohand.core.classes import NUM_CLASSES
+from yolohand.data.layout import ImageRecord, find_images, read_image
 
 #: The shipped demo checkpoint (trained on synthetic data), used when no run has a best.pt.
-DEMO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "yolohand-synth-n.pt"
+from yolohand.defaults import DEMO_WEIGHTS  # noqa: E402
+from yolohand.errors import YolohandError
+from yolohand.models.yolo import postprocess as pp
+
 #: Detection confidence threshold before top-1 per class (low on purpose, see module docstring).
 DEFAULT_CONF = 0.01
 DEFAULT_IOU = 0.7
@@ -82,14 +83,14 @@ def resolve_weights(
                 raise YolohandError(f"{p}: weights file not found (nothing is downloaded; give a path to a .pt file)")
             paths.append(p.resolve())
         return paths, "given"
-    from .config import default_path
+    from yolohand.config import default_path
 
     runs_dir = default_path("runs", runs)
     best = newest_best(runs_dir)
     if best is not None:
         return [best], f"newest best.pt under {runs_dir}"
     if DEMO_WEIGHTS.is_file():
-        return [DEMO_WEIGHTS], "shipped demo checkpoint (no best.pt under {})".format(runs_dir)
+        return [DEMO_WEIGHTS], f"shipped demo checkpoint (no best.pt under {runs_dir})"
     raise YolohandError(
         f"{runs_dir}: no best.pt found and the demo checkpoint {DEMO_WEIGHTS} is missing; pass --weights"
     )
@@ -101,7 +102,7 @@ def _predictor_class():
     global _SOFT_PREDICTOR
     if _SOFT_PREDICTOR is not None:
         return _SOFT_PREDICTOR
-    from .offline import setup_offline
+    from yolohand.models.yolo.offline import setup_offline
 
     setup_offline()
     from ultralytics.models.yolo.segment import SegmentationPredictor
@@ -197,7 +198,7 @@ def load_network(
 # --------------------------------------------------------------------------- per image
 @dataclass
 class Settings:
-    """Postprocessing choices (see :mod:`yolohand.postprocess`)."""
+    """Postprocessing choices (see :mod:`yolohand.models.yolo.postprocess`)."""
 
     merge: str = DEFAULT_MERGE
     conf_weight: bool = DEFAULT_CONF_WEIGHT
@@ -320,16 +321,16 @@ def predict_to_submission(
     """Predict every image of ``source`` into the submission CSV ``out`` (29 rows per image).
 
     ``source`` None: ``<root>/test/DCM`` (config default root). ``save_probs``: also write uint8
-    (29, H, W) maps, one ``.npz`` per image (:mod:`yolohand.probmaps`). ``gt``: score the CSV at
-    the end against that dataset root (:func:`yolohand.evaluate.evaluate`). Outputs are written
+    (29, H, W) maps, one ``.npz`` per image (:mod:`yolohand.core.probmaps`). ``gt``: score the CSV at
+    the end against that dataset root (:func:`yolohand.results.evaluate.evaluate`). Outputs are written
     atomically and refuse to overwrite without ``force``.
     """
     from tqdm.auto import tqdm
 
-    from .atomic import atomic_dir, check_writable
-    from .config import default_path
-    from .probmaps import probmap_path, save_probmap
-    from .submission import SubmissionWriter
+    from yolohand.config import default_path
+    from yolohand.core.atomic import atomic_dir, check_writable
+    from yolohand.core.probmaps import probmap_path, save_probmap
+    from yolohand.core.submission import SubmissionWriter
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -367,7 +368,7 @@ def predict_to_submission(
     if save_probs is not None:
         summary.probs_dir = Path(save_probs).resolve()
     if gt is not None:
-        from .evaluate import evaluate, format_table
+        from yolohand.results.evaluate import evaluate, format_table
 
         result = evaluate(out, gt, progress=progress)
         summary.eval_table = format_table(result)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import YolohandError
+from yolohand.errors import YolohandError
 
 
 def make_folds(patient_ids: Sequence[str], k: int, seed: int) -> list[list[str]]:

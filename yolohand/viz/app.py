@@ -9,7 +9,7 @@
    holds training images.
 
 Start it with ``yolohand app [--root ROOT] [--port N]`` (needs the ``yolohand[app]`` extra), or
-``streamlit run yolohand/app.py -- [--root ROOT] [--a A.csv] [--b B.csv] [--size H,W]``.
+``streamlit run yolohand/viz/app.py -- [--root ROOT] [--a A.csv] [--b B.csv] [--size H,W]``.
 
 Settings, first found wins: the URL's query parameters (``?a=..&b=..&root=..&size=H,W&view=
 pair|classes|browse&image=NAME&class=NAME``), the script arguments after ``--``, environment
@@ -110,16 +110,26 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: C901 - one page, r
     import numpy as np
     import streamlit as st
 
-    from yolohand.classes import CLASSES, NUM_CLASSES
-    from yolohand.compare import bar_chart_png, compare_submissions, iou
     from yolohand.config import default_path
-    from yolohand.data import find_split, read_annotation, read_image
+    from yolohand.core.classes import CLASSES, NUM_CLASSES
+    from yolohand.core.metrics import dice_runs
+    from yolohand.core.rle import area, crop_to_runs, intersection_area
+    from yolohand.core.submission import read_image_names
+    from yolohand.data.layout import find_split, read_annotation, read_image
     from yolohand.errors import YolohandError
-    from yolohand.metrics import dice_runs
-    from yolohand.rle import area, crop_to_runs, intersection_area
-    from yolohand.submission import read_image_names
-    from yolohand.viz import (compare_colors, compare_runs_panel, enlarge, gray_to_rgb, layers_from_annotation,
-                      layers_from_runs, overlay_figure, prediction_runs, runs_crop, union_box)
+    from yolohand.viz.compare import bar_chart_png, compare_submissions, iou
+    from yolohand.viz.draw import (
+        compare_colors,
+        compare_runs_panel,
+        enlarge,
+        gray_to_rgb,
+        layers_from_annotation,
+        layers_from_runs,
+        overlay_figure,
+        prediction_runs,
+        runs_crop,
+        union_box,
+    )
 
     st.set_page_config(page_title="yolohand", layout="wide")
     args = parse_args(sys.argv[1:] if argv is None else argv)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from .classes import NUM_CLASSES
-from .rle import Runs, area, intersection_area
+from yolohand.core.classes import NUM_CLASSES
+from yolohand.core.rle import Runs, area, intersection_area
 
 SMOOTH: float = 1e-4
 

@@ -4,10 +4,10 @@ Dice per (image, class) = (2|A∩B| + 1e-4) / (|A| + |B| + 1e-4) on full-resolut
 masks, averaged over images per class, then over the 29 classes (DESIGN.md). Everything runs
 on RLE runs: the prediction's runs come from the CSV (or from thresholding a probability map),
 the ground truth's from filling each polygon inside its bounding box
-(:func:`yolohand.data.polygon_crop`) - never a dense 29 x H x W array.
+(:func:`yolohand.data.layout.polygon_crop`) - never a dense 29 x H x W array.
 
 Thresholds: a probability map stores ``u8 = round(p * 255)``; a pixel is predicted when
-``p >= 0.5``, which is exactly ``u8 >= 128`` (:data:`yolohand.probmaps.THRESHOLD_U8`).
+``p >= 0.5``, which is exactly ``u8 >= 128`` (:data:`yolohand.core.probmaps.THRESHOLD_U8`).
 
 Ground truth comes from a dataset root in the competition layout. Each predicted image is
 looked up in the train split, then the test split (images with an annotation JSON); ``split``
@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import metrics, rle
-from .classes import CLASSES, NUM_CLASSES
-from .data import DatasetIndex, ImageRecord, find_split, image_size, polygon_crop, read_annotation
-from .errors import YolohandError
-from .probmaps import THRESHOLD_U8, iter_probmap_folder, load_probmap
+from yolohand.core import metrics, rle
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.probmaps import THRESHOLD_U8, iter_probmap_folder, load_probmap
+from yolohand.data.layout import DatasetIndex, ImageRecord, find_split, image_size, polygon_crop, read_annotation
+from yolohand.errors import YolohandError
 
 Shape = tuple[int, int]
 SPLITS = ("train", "test")
@@ -185,7 +185,7 @@ def _pred_names(pred: Path) -> tuple[list[str], dict[str, Path] | None]:
         return [name for name, _ in listing], dict(listing)
     if not pred.is_file():
         raise YolohandError(f"{pred}: not found (expected a submission CSV or a folder of .npz maps)")
-    from .submission import read_image_names
+    from yolohand.core.submission import read_image_names
 
     names = read_image_names(pred)
     if not names:
@@ -203,7 +203,7 @@ def _pred_runs(
                 u8 = load_probmap(path, shape=wanted[name])
                 yield name, [rle.mask_to_runs(u8[c] >= THRESHOLD_U8) for c in range(NUM_CLASSES)]
         return
-    from .submission import iter_submission
+    from yolohand.core.submission import iter_submission
 
     for name, runs in iter_submission(pred, stream_shape):
         if name in wanted:
@@ -255,7 +255,7 @@ def evaluate(
 
     used_splits = sorted({gt.records[key(n)][0] for n in names}, key=SPLITS.index)
     if fold is not None:
-        from .config import default_path
+        from yolohand.config import default_path
 
         folds = read_folds(default_path("yolo", yolo_dir))
         if not 0 <= fold < len(folds):

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .classes import CLASS_INDEX, CLASSES, NUM_CLASSES
-from .errors import YolohandError
+from yolohand.core.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from yolohand.errors import YolohandError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

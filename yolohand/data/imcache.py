@@ -3,7 +3,7 @@
 Decoding a 2048x2048 PNG dominates ultralytics' data loading. ``yolohand convert --imgsz N``
 writes ``<out>/images/IDxxx/<stem>.npy`` next to the image symlink ``<stem>.png``:
 
-* format: ``np.save`` of a uint8 (H', W') grayscale array (:data:`yolohand.convert.CHANNELS`
+* format: ``np.save`` of a uint8 (H', W') grayscale array (:data:`yolohand.data.convert.CHANNELS`
   = 1), long side N, aspect kept. Loading it is a plain read of H'*W' bytes, no decode.
 * the array is *exactly* what ultralytics' ``BaseDataset.load_image`` would compute from the PNG
   at ``imgsz=N, channels=1``: ``imread(f, cv2.IMREAD_GRAYSCALE)`` (16-bit -> high byte), then, when
@@ -15,7 +15,7 @@ writes ``<out>/images/IDxxx/<stem>.npy`` next to the image symlink ``<stem>.png`
   mode). The fold trees reach the file through their directory symlinks. Labels are normalised,
   so they stay valid for the resized image.
 * caveat: training at another imgsz would start from the cached size (upsampling when larger):
-  train with ``imgsz`` equal to the YAML's ``cache_imgsz`` (``yolohand.convert.cache_imgsz``).
+  train with ``imgsz`` equal to the YAML's ``cache_imgsz`` (``yolohand.data.convert.cache_imgsz``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import YolohandError
+from yolohand.errors import YolohandError
 
 
 def read_gray_like_ultralytics(path: str | os.PathLike) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Agreement between two submissions: per-class and per-image IoU on runs, and an HTML report.
 
-IoU of two masks A, B is |A n B| / |A u B|, computed from run lists (``yolohand.rle``) without
+IoU of two masks A, B is |A n B| / |A u B|, computed from run lists (``yolohand.core.rle``) without
 rasterising. Both CSVs are streamed in lockstep, one image at a time, so memory stays flat
 whatever the number of images; they must list the same images in the same order (the
 competition's row order), otherwise the first mismatch is an error naming the line.
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_dir
-from .classes import CLASSES, COLORS, NUM_CLASSES
-from .errors import YolohandError
-from .rle import Runs, area
-from .submission import iter_submission
+from yolohand.core.atomic import atomic_dir
+from yolohand.core.classes import CLASSES, COLORS, NUM_CLASSES
+from yolohand.core.rle import Runs, area
+from yolohand.core.submission import iter_submission
+from yolohand.errors import YolohandError
 
 __all__ = [
     "PairDiff", "Comparison", "iou", "class_areas", "class_intersections", "iter_lockstep", "compare_submissions", "bar_chart_png",
@@ -332,8 +332,8 @@ def _overlay_pngs(
 
     Pairs are drawn grouped by image, so each X-ray is decoded once and only one is in memory.
     """
-    from .data import find_images, read_image
-    from .viz import compare_runs_panel, png_bytes
+    from yolohand.data.layout import find_images, read_image
+    from yolohand.viz.draw import compare_runs_panel, png_bytes
 
     by_name: dict[str, Path] = {}
     if images is not None:

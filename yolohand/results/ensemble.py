@@ -1,11 +1,11 @@
 """Fusing submissions: hard voting on RLE runs, soft voting on probability maps.
 
 Hard voting (:func:`hard_vote`) never rasterises: for each (image, class) the input masks'
-runs go through :func:`yolohand.rle.vote`, a sweep over run boundaries. All inputs are
-streamed in lockstep with :func:`yolohand.submission.iter_submission`, so memory stays flat
+runs go through :func:`yolohand.core.rle.vote`, a sweep over run boundaries. All inputs are
+streamed in lockstep with :func:`yolohand.core.submission.iter_submission`, so memory stays flat
 however many images there are.
 
-Soft voting (:func:`soft_vote`) averages probability maps (:mod:`yolohand.probmaps`), a CSV
+Soft voting (:func:`soft_vote`) averages probability maps (:mod:`yolohand.core.probmaps`), a CSV
 mask counting as probability 0 or 1, then thresholds. Images are processed one at a time and,
 per class, only inside the bounding box of what any input marks (outside it the average is 0).
 
@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import rle
-from .atomic import atomic_dir, check_writable
-from .classes import CLASSES, NUM_CLASSES
-from .errors import YolohandError
-from .probmaps import iter_probmap_folder, load_probmap, probmap_path, save_probmap
-from .submission import iter_submission, read_image_names, write_submission
+from yolohand.core import rle
+from yolohand.core.atomic import atomic_dir, check_writable
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.probmaps import iter_probmap_folder, load_probmap, probmap_path, save_probmap
+from yolohand.core.submission import iter_submission, read_image_names, write_submission
+from yolohand.errors import YolohandError
 
 Shape = tuple[int, int]
 DEFAULT_SHAPE: Shape = (2048, 2048)
@@ -159,7 +159,7 @@ def check_inputs_agree(csvs: Sequence[str | os.PathLike]) -> list[str]:
 
 def image_sizes(images: str | os.PathLike, names: Sequence[str]) -> dict[str, Shape]:
     """``{name: (H, W)}`` for ``names``, read from the images under ``images`` (matched by stem)."""
-    from .data import find_images, image_size  # reads PNG headers only
+    from yolohand.data.layout import find_images, image_size  # reads PNG headers only
 
     by_stem = {}
     for rec in find_images(images):
@@ -234,7 +234,7 @@ def vote_image(
 ) -> list[str]:
     """Vote one image: ``per_input[i][c]`` are input i's Runs of class c -> 29 RLE strings.
 
-    Same result as one :func:`yolohand.rle.vote` per class, done as a single sweep: class c's
+    Same result as one :func:`yolohand.core.rle.vote` per class, done as a single sweep: class c's
     runs are shifted by ``c * stride`` (``stride`` > H*W, so classes stay apart and a voted run
     never spans two classes), voted together, then split back. One call per image instead of
     29 keeps numpy's per-call overhead off the hot path.
@@ -386,7 +386,7 @@ def soft_vote(
     ``weights`` are for the CSVs first, then the folders, in the order given. Image order: the
     CSVs' order when any CSV is given, else the images folder's (``images``), else sorted by
     name. Each image is ``shape`` (H, W) unless ``images`` gives its own size; every map must
-    match it. ``save_probs``: also write the averaged maps (uint8, :mod:`yolohand.probmaps`)
+    match it. ``save_probs``: also write the averaged maps (uint8, :mod:`yolohand.core.probmaps`)
     to this folder. Nothing is written when inputs disagree.
     """
     t0 = time.perf_counter()
@@ -413,7 +413,7 @@ def soft_vote(
     if csvs:
         names, source = check_inputs_agree(csvs), str(csvs[0])
     elif images is not None:
-        from .data import find_images
+        from yolohand.data.layout import find_images
 
         wanted = folders[0]
         names = [r.name for r in find_images(images) if r.stem in wanted]

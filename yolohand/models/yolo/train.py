@@ -3,7 +3,7 @@
 ``train_fold(0)`` trains on ``<yolo>/folds/fold0.yaml`` (written by ``yolohand convert``) and
 writes ``<runs>/<name>/fold0/`` (``weights/best.pt``, ``weights/last.pt``, ``results.csv``,
 ``args.yaml``, plots). ``best.pt`` is the epoch with the best validation Dice
-(:mod:`yolohand.dice_val`), logged per epoch in the ``metrics/dice(M)`` column of results.csv.
+(:mod:`yolohand.models.yolo.dice_val`), logged per epoch in the ``metrics/dice(M)`` column of results.csv.
 
 Arguments, lowest to highest precedence (:func:`merge_train_args`):
 
@@ -31,7 +31,7 @@ Choices for hand X-rays (:data:`DATA_DEFAULTS`):
   look alike: the index and middle proximal phalanges), while mosaic tiles show parts of four
   hands; and the model is used on whole single hands. (A pilot run saw validation Dice jump
   when mosaic closed, but that run also suffered the BatchNorm lag fixed in
-  :func:`yolohand.dice_val.recalibrate_batchnorm`, so it does not isolate mosaic's effect.)
+  :func:`yolohand.models.yolo.dice_val.recalibrate_batchnorm`, so it does not isolate mosaic's effect.)
   Re-enable with ``mosaic: 1.0`` in ``--config``; ``close_mosaic=10`` then turns it off for the
   last 10 epochs (for all of a run of <= 10 epochs).
 * ``pretrained=False`` when the model is a ``*.yaml`` (built from scratch; no weights are
@@ -54,9 +54,9 @@ the threads to every core, or to ``threads=``/``--threads`` (logged as ``yolohan
 CPU thread(s)``). On a machine whose cores are busy with other work fewer threads can be much
 faster: on the shared 2-core development box a yolo11n-seg step ran 7x faster with 1 thread
 than with 2. Multi-GPU: ``device="0,1"`` launches ultralytics' DDP workers, which re-import
-:class:`yolohand.dice_val.DiceSegmentationTrainer` (it needs the ``cloudpickle`` package).
+:class:`yolohand.models.yolo.dice_val.DiceSegmentationTrainer` (it needs the ``cloudpickle`` package).
 
-Offline: :func:`yolohand.offline.setup_offline` runs before ultralytics is imported; weights are
+Offline: :func:`yolohand.models.yolo.offline.setup_offline` runs before ultralytics is imported; weights are
 never downloaded (a ``.pt`` that is not on disk is a :class:`YolohandError`).
 """
 
@@ -75,14 +75,12 @@ from typing import Any
 
 import yaml
 
-from .config import default_path
-from .errors import YolohandError
+from yolohand.config import default_path
+from yolohand.errors import YolohandError
 
 DEFAULT_MODEL = "yolo11n-seg.yaml"
 DEFAULT_NAME = "train"
-#: results.csv column with the validation Dice (same string as yolohand.dice_val.DICE_KEY,
-#: repeated here so this module does not import ultralytics at import time).
-DICE_KEY = "metrics/dice(M)"
+from yolohand.defaults import DICE_KEY  # noqa: E402
 
 #: ultralytics train arguments yolohand sets differently from ultralytics' defaults (module docstring).
 DATA_DEFAULTS: dict[str, Any] = {
@@ -108,7 +106,7 @@ class TrainResult:
     """Outcome of one fold's training."""
 
     best: Path  # absolute path of weights/best.pt
-    dice: float  # validation Dice of best.pt (validator resolution, see yolohand.dice_val)
+    dice: float  # validation Dice of best.pt (validator resolution, see yolohand.models.yolo.dice_val)
     run_dir: Path  # <runs>/<name>/fold<k>
     fold: int = -1
     best_epoch: int = -1  # 1-based epoch of best.pt (-1 when unknown)
@@ -199,7 +197,7 @@ def resolve_model(model: str | os.PathLike) -> str:
         resolved = str(path.resolve())
     else:
         resolved = text
-    from .offline import setup_offline
+    from yolohand.models.yolo.offline import setup_offline
 
     setup_offline()
     from ultralytics.nn.tasks import yaml_model_load
@@ -249,7 +247,7 @@ def _load_checkpoint(pt: Path) -> Any:
     """``torch.load`` of an ultralytics ``.pt`` on the CPU; YolohandError naming the file if unreadable."""
     import torch
 
-    from .offline import setup_offline
+    from yolohand.models.yolo.offline import setup_offline
 
     setup_offline()
     try:
@@ -278,7 +276,7 @@ def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> int:
     ultralytics loads convert's ``.npy`` resize cache instead of the PNG whenever it exists, so an
     ``imgsz`` above the cache size would train on upsampled images: warn about it.
     """
-    from .convert import cache_imgsz
+    from yolohand.data.convert import cache_imgsz
 
     cached = cache_imgsz(data_yaml)
     if imgsz is None:
@@ -392,7 +390,7 @@ def train_fold(
         shutil.rmtree(run_dir)
     args.update(data=str(data), project=str(project), name=f"fold{fold}", exist_ok=True)
 
-    from .dice_val import DiceSegmentationTrainer  # imports ultralytics (after setup_offline)
+    from yolohand.models.yolo.dice_val import DiceSegmentationTrainer  # imports ultralytics (after setup_offline)
 
     try:
         trainer = DiceSegmentationTrainer(overrides=args)

@@ -1,7 +1,7 @@
 """From YOLO-seg raw instance outputs to 29 class probability maps and 29 RLE strings.
 
 numpy (+ OpenCV for the polygon reference only); no torch, no ultralytics. The network side
-(:mod:`yolohand.predict`) hands over one :class:`Instances` per image: the prototype masks, and
+(:mod:`yolohand.models.yolo.predict`) hands over one :class:`Instances` per image: the prototype masks, and
 per detection (after NMS) its box, confidence, class and mask coefficients.
 
 Soft masks at full resolution, computed in box crops
@@ -35,7 +35,7 @@ Never 29 full-size float maps: a full image only exists when ``--save-probs`` as
 (:func:`crops_to_probmap`, uint8). Several models / flips average their crops per class over
 the union box of the crops (a model that missed the class counts as 0): :func:`average_crops`.
 
-Thresholding is ``p >= threshold`` (0.5), the rule of :mod:`yolohand.probmaps` (``u8 >= 128``),
+Thresholding is ``p >= threshold`` (0.5), the rule of :mod:`yolohand.core.probmaps` (``u8 >= 128``),
 so the CSV and the saved maps agree pixel for pixel.
 """
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classes import NUM_CLASSES
+from yolohand.core.classes import NUM_CLASSES
 
 MERGES = ("top1", "union")
 #: Raw mask probability mapped to 0.5. ultralytics builds the training targets by ``fillPoly`` of
@@ -398,7 +398,7 @@ def average_crops(runs: Sequence[ClassCrops], missing: str = "zero", agree_iou: 
 # --------------------------------------------------------------------------- outputs
 def crops_to_rles(crops: ClassCrops, shape: tuple[int, int], threshold: float = 0.5) -> list[str]:
     """29 RLE strings (competition format; '' for an empty class) of ``probs >= threshold``."""
-    from .rle import crop_to_runs, runs_to_string
+    from yolohand.core.rle import crop_to_runs, runs_to_string
 
     rles = []
     for c in crops:

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import YolohandError
+from yolohand.errors import YolohandError
 
 
 def check_writable(path: str | os.PathLike, force: bool) -> Path:

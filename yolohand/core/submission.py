@@ -1,7 +1,7 @@
 """Submission CSVs (``image_name,class,rle``): streaming writer and validating streaming reader.
 
 Format (DESIGN.md): header exactly ``image_name,class,rle``; for every image, 29 contiguous rows,
-one per class in :data:`yolohand.classes.CLASSES` order; an undetected class has an empty rle.
+one per class in :data:`yolohand.core.classes.CLASSES` order; an undetected class has an empty rle.
 
 Reading decisions, documented here once:
 
@@ -28,10 +28,10 @@ from typing import TextIO
 
 import numpy as np
 
-from .atomic import atomic_file
-from .classes import CLASSES, NUM_CLASSES
-from .errors import YolohandError
-from .rle import Runs, runs_to_string, string_to_runs
+from yolohand.core.atomic import atomic_file
+from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.rle import Runs, runs_to_string, string_to_runs
+from yolohand.errors import YolohandError
 
 COLUMNS: tuple[str, str, str] = ("image_name", "class", "rle")
 

@@ -3,7 +3,7 @@
 Two kinds of picture, all RGB uint8 (H, W, 3):
 
 * **Class overlay** (:func:`overlay_figure`): the X-ray in grey, each of the 29 masks as a
-  translucent fill plus a solid contour in its class colour (``yolohand.classes.COLORS``), and a
+  translucent fill plus a solid contour in its class colour (``yolohand.core.classes.COLORS``), and a
   legend panel to the right. Contours are drawn without anti-aliasing, so their pixels carry the
   exact class colour.
 * **Comparison** (:func:`compare_colors`, :func:`compare_panel`): pixels both masks hold in
@@ -11,7 +11,7 @@ Two kinds of picture, all RGB uint8 (H, W, 3):
   X-ray crop of the same region.
 
 Masks are handled as :class:`MaskCrop` (a bool crop and its top-left corner), so that drawing
-29 bones on a 2048 x 2048 image touches only each bone's bounding box. Runs (``yolohand.rle``)
+29 bones on a 2048 x 2048 image touches only each bone's bounding box. Runs (``yolohand.core.rle``)
 are rasterised only inside their bounding box (:func:`runs_to_crop`, :func:`runs_window`).
 
 Text uses OpenCV's built-in Hershey fonts: nothing is downloaded or read from disk.
@@ -28,10 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .atomic import atomic_file
-from .classes import CLASSES, COLORS, NUM_CLASSES
-from .data import Annotation, polygon_crop
-from .rle import Runs, runs_to_mask
+from yolohand.core.atomic import atomic_file
+from yolohand.core.classes import CLASSES, COLORS, NUM_CLASSES
+from yolohand.core.rle import Runs, runs_to_mask
+from yolohand.data.layout import Annotation, polygon_crop
 
 #: Comparison colours (RGB): both masks, only A, only B, neither.
 BOTH = (255, 255, 255)
@@ -413,8 +413,8 @@ def resolve_image(image: str | os.PathLike, root: str | os.PathLike | None) -> t
     the sibling ``outputs_json`` folder (``.../<split>/DCM/ID001/x.png`` ->
     ``.../<split>/outputs_json/ID001/x.json``), when that file exists.
     """
-    from .data import IMAGE_SUFFIXES, find_images
-    from .errors import YolohandError
+    from yolohand.data.layout import IMAGE_SUFFIXES, find_images
+    from yolohand.errors import YolohandError
 
     given = Path(image).expanduser()
     if given.is_file():
@@ -452,8 +452,8 @@ def _json_for(path: Path) -> Path | None:
 
 def prediction_runs(csv_path: str | os.PathLike, image_name: str, shape: tuple[int, int]) -> list[Runs]:
     """The 29 run lists of ``image_name`` in a submission, found by streaming (stops at the match)."""
-    from .errors import YolohandError
-    from .submission import iter_submission
+    from yolohand.core.submission import iter_submission
+    from yolohand.errors import YolohandError
 
     for name, runs in iter_submission(csv_path, shape):
         if name == image_name:
@@ -478,8 +478,8 @@ def render_show(
 ) -> ShowResult:
     """The overlay picture of one X-ray: ground truth from ``json_path`` and/or the image's
     masks from ``pred_csv`` (side by side when both)."""
-    from .data import read_annotation, read_image
-    from .errors import YolohandError
+    from yolohand.data.layout import read_annotation, read_image
+    from yolohand.errors import YolohandError
 
     if json_path is None and pred_csv is None:
         raise YolohandError(f"{image_path}: nothing to draw: pass --gt and/or --pred CSV")

@@ -6,7 +6,7 @@
   ``best.pt`` is the epoch with the best validation Dice (not the best mAP).
 * :class:`DiceSegmentationValidator` computes, per validation image and per class, the Dice of
   DESIGN.md ``(2|A∩B| + 1e-4) / (|A| + |B| + 1e-4)``; averages over images per class, then over
-  classes (as :class:`yolohand.metrics.DiceTable`). Prediction for a class = the mask of the
+  classes (as :class:`yolohand.core.metrics.DiceTable`). Prediction for a class = the mask of the
   top-confidence detection of that class (each bone occurs once per image), i.e. the validator's
   own mask: ``sigmoid(coefficients @ prototypes) > 0.5`` cropped to the box, at the prototype
   resolution (network input / 4, letterboxed). Truth = the union of that class's ground-truth
@@ -18,7 +18,7 @@
   multi-GPU DDP launcher, which pickles the trainer class by reference and re-imports it in each
   worker process, can find it.
 
-Importing this module calls :func:`yolohand.offline.setup_offline` before importing ultralytics.
+Importing this module calls :func:`yolohand.models.yolo.offline.setup_offline` before importing ultralytics.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from copy import copy
 from typing import Any
 
-from .offline import setup_offline
+from yolohand.models.yolo.offline import setup_offline
 
 setup_offline()  # must precede the first ultralytics import (YOLO_OFFLINE, fonts, config dir)
 
@@ -41,10 +41,8 @@ from ultralytics.utils import LOGGER, RANK  # noqa: E402
 from ultralytics.utils import callbacks as ul_callbacks  # noqa: E402
 from ultralytics.utils.metrics import SegmentMetrics  # noqa: E402
 
-from .metrics import dice_score  # noqa: E402
-
-#: Column of results.csv (and key of the trainer's metrics) holding the validation Dice.
-DICE_KEY = "metrics/dice(M)"
+from yolohand.core.metrics import dice_score  # noqa: E402
+from yolohand.defaults import DICE_KEY  # noqa: E402
 
 # GPUs on which ultralytics' own AMP check disables AMP (copied from ultralytics.utils.checks.check_amp).
 _BAD_AMP_GPU = re.compile(r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.I)

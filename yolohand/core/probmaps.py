@@ -4,7 +4,7 @@ One compressed ``.npz`` per image, named after the image's stem (``image16611308
 holding two arrays:
 
 - ``probs``: uint8 ``(29, H, W)``, the probability of each class times 255, rounded
-  (``u8 = round(p * 255)``), channels in :data:`yolohand.classes.CLASSES` order;
+  (``u8 = round(p * 255)``), channels in :data:`yolohand.core.classes.CLASSES` order;
 - ``classes``: the 29 class names (unicode array), checked on load.
 
 A pixel counts as foreground at the competition threshold ``p >= 0.5`` exactly when
@@ -16,7 +16,7 @@ This module needs numpy only, so any model (an SMP/UNet script, say) can write m
 enough (it falls back to plain writes when the rest of yolohand is absent)::
 
     import numpy as np
-    from yolohand.probmaps import save_probmap, load_probmap, probmap_path
+    from yolohand.core.probmaps import save_probmap, load_probmap, probmap_path
 
     probs = torch.sigmoid(logits)[0].cpu().numpy()           # float (29, H, W) in [0, 1]
     save_probmap(probmap_path("probs/unetpp", "image1661319116107.png"), probs)
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 try:  # inside yolohand
-    from .atomic import atomic_file
-    from .classes import CLASSES
-    from .errors import YolohandError
+    from yolohand.core.atomic import atomic_file
+    from yolohand.core.classes import CLASSES
+    from yolohand.errors import YolohandError
 except ImportError:  # pragma: no cover - this file copied on its own into another project
     CLASSES = tuple(f"finger-{i}" for i in range(1, 20)) + (
         "Trapezium", "Trapezoid", "Capitate", "Hamate", "Scaphoid", "Lunate", "Triquetrum",

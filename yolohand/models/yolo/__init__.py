@@ -1,0 +1,1 @@
+"""The ultralytics YOLO-seg family: the only subpackage that imports ultralytics."""

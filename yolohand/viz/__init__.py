@@ -1,0 +1,1 @@
+"""Viewers: overlays (draw), two-submission comparison reports (compare), the Streamlit app."""
