@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from yolohand.core import crops as cr
 from yolohand.core.classes import CLASSES, NUM_CLASSES  # noqa: E402
 from yolohand.models.yolo import postprocess as pp  # noqa: E402
 
@@ -75,7 +76,7 @@ def raw_output(seed: int = 0) -> tuple[pp.Instances, dict[str, np.ndarray]]:
 
 def ours(inst: pp.Instances) -> list[str]:
     crops = pp.class_crops(inst, merge="top1")
-    return pp.crops_to_rles(crops, inst.letterbox.orig_shape, 0.5)
+    return cr.crops_to_rles(crops, inst.letterbox.orig_shape, 0.5)
 
 
 def naive_rle(mask: np.ndarray) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from yolohand.core import crops as cr
 from yolohand.core.classes import CLASSES, NUM_CLASSES  # noqa: E402
 from yolohand.data.layout import find_split, read_image  # noqa: E402
 from yolohand.models.yolo import postprocess as pp  # noqa: E402
@@ -133,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                         if v.tta:
                             crops = pp.class_crops(_filter(flipped, v.conf), v.merge, v.conf_weight, v.mask_mode,
                                                    mask_threshold=v.mask_threshold)
-                            runs.append(pp.flip_crops(crops, shape[1]))
-                    rles = pp.crops_to_rles(pp.average_crops(runs, v.missing, v.agree_iou), shape, v.threshold)
+                            runs.append(cr.flip_crops(crops, shape[1]))
+                    rles = cr.crops_to_rles(cr.average_crops(runs, v.missing, v.agree_iou), shape, v.threshold)
                     t_pp += time.perf_counter() - t1
                     empty += sum(1 for r in rles if not r)
                     out.write_image(rec.name, rles)

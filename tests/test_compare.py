@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from yolohand.cli import app
 from yolohand.core.classes import CLASSES, NUM_CLASSES
-from yolohand.core.rle import encode, intersection_area, mask_to_runs
+from yolohand.core.rle import class_intersections, encode, intersection_area, mask_to_runs
 from yolohand.core.submission import write_submission
 from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
 from yolohand.errors import YolohandError
-from yolohand.viz.compare import bar_chart_png, class_intersections, compare_submissions, iou, write_report
+from yolohand.viz.compare import bar_chart_png, compare_submissions, iou, write_report
 
 
 def _decode(text: str, shape: tuple[int, int]) -> np.ndarray:

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from yolohand.core import crops as cr
 from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.core.probmaps import THRESHOLD_U8, load_probmap, probmap_path
 from yolohand.core.rle import decode
 from yolohand.data.layout import find_images
 from yolohand.errors import YolohandError
-from yolohand.models.yolo import postprocess as pp
-from yolohand.models.yolo import predict as P
+from yolohand.models import predict as P
+from yolohand.models.yolo import predict as YP
 
 IMGSZ = 64
 
@@ -67,7 +68,7 @@ def images(synth_root) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def nets(ckpts):
-    return [P.load_network(c, conf=0.05, device="cpu") for c in ckpts]
+    return [YP.load_network(c, conf=0.05, device="cpu") for c in ckpts]
 
 
 def _full(crops, shape) -> np.ndarray:
@@ -83,7 +84,7 @@ def test_missing_weights_is_a_clear_error_never_a_download(tmp_path):
     with pytest.raises(YolohandError, match="not found"):
         P.resolve_weights([tmp_path / "yolo11n-seg.pt"])
     with pytest.raises(YolohandError, match="not found"):
-        P.load_network("yolo11n-seg.pt")  # ultralytics would download this name
+        YP.load_network("yolo11n-seg.pt")  # ultralytics would download this name
     assert not Path("yolo11n-seg.pt").exists()
 
 
@@ -108,7 +109,7 @@ def test_not_a_segmentation_checkpoint(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(YolohandError, match="bad.pt"):
-        P.load_network(bad)
+        YP.load_network(bad)
 
 
 # --------------------------------------------------------------------------- maps
@@ -123,7 +124,7 @@ def test_probability_maps_shapes_and_ranges(nets, images):
             assert c.probs.dtype == np.float32 and c.probs.ndim == 2 and c.probs.size > 0
             assert 0 <= c.y0 < c.y1 <= H and 0 <= c.x0 < c.x1 <= W
             assert 0.0 <= c.probs.min() and c.probs.max() <= 1.0
-        u8 = pp.crops_to_probmap(crops, (H, W))
+        u8 = cr.crops_to_probmap(crops, (H, W))
         assert u8.shape == (NUM_CLASSES, H, W) and u8.dtype == np.uint8
 
 
@@ -263,6 +264,6 @@ def test_cli_defaults_are_the_library_defaults():
 
     defaults = {name: p.default.default for name, p in inspect.signature(cli_predict).parameters.items()}
     settings = P.Settings()
-    assert defaults["conf"] == P.DEFAULT_CONF and defaults["iou"] == P.DEFAULT_IOU
+    assert defaults["conf"] == YP.DEFAULT_CONF and defaults["iou"] == YP.DEFAULT_IOU
     for name in ("merge", "conf_weight", "tta", "mask_mode", "threshold", "mask_threshold", "missing", "agree_iou"):
         assert defaults[name] == getattr(settings, name), name

@@ -6,7 +6,9 @@ Each command lives in its own module under ``yolohand/cli/`` and imports heavy l
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 
 import typer
@@ -46,8 +48,9 @@ _COMMANDS = [
      "Synthetic hand X-rays in the competition layout."),
     ("convert", "convert", "Convert polygon JSONs into YOLO-seg labels and K-fold data YAMLs.",
      "Polygon JSONs -> YOLO-seg labels + K-fold YAMLs."),
-    ("train", "train", "Train YOLO-seg on a fold (or all folds); best.pt chosen by validation Dice.",
-     "Train YOLO-seg per fold; best.pt by validation Dice."),
+    ("train", "train", "Train a model (YOLO-seg, smp:ARCH:ENCODER or refine:ARCH:ENCODER) on a fold (or all folds); "
+     "best.pt chosen by validation Dice.",
+     "Train YOLO / smp / refiner per fold; best.pt by Dice."),
     ("predict", "predict",
      "Predict images into a submission CSV (soft full-resolution masks, 29 rows per image).",
      "Images -> submission CSV (+ probability maps)."),
@@ -70,22 +73,92 @@ for _name, _module, _help, _short in _COMMANDS:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1."""
+    """Console entry point and the CLI's one exception boundary.
+
+    Whatever goes wrong ends in one line on stderr and a non-zero exit, never a traceback:
+    a user error (YolohandError), a file-system error (OSError, naming the path), memory
+    exhaustion, a bad value (ValueError) -> ``error: ...``, exit 1; click's usage errors -> its
+    message, exit 2; Ctrl-C -> ``interrupted``, exit 130 (temporary outputs are removed by
+    :mod:`yolohand.core.atomic` as the interrupt unwinds). Warnings print as one ``warning:``
+    line. ``YOLOHAND_DEBUG=1`` re-raises instead, for the traceback.
+    """
+    import warnings
+
+    debug = os.environ.get("YOLOHAND_DEBUG", "") not in ("", "0")
+    code = 0
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            code = app(args=argv, standalone_mode=False) if argv is not None else app(standalone_mode=False)
+        except SystemExit:
+            raise
+        except (KeyboardInterrupt, typer.Abort):
+            code = 130
+        except Exception as exc:
+            if debug and not _is_usage_error(exc):
+                raise
+            _fail(exc)
+    # typer returns an Exit's code in standalone_mode=False (Ctrl-C becomes Exit(130) there).
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        if code == 130:
+            _say("interrupted")
+        sys.exit(code)
+
+
+def _close_bars() -> None:
+    """Close live tqdm bars (each ends its line), so what follows starts a line of its own."""
+    if "tqdm" not in sys.modules:
+        return
+    with contextlib.suppress(Exception):
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+
+
+def _say(line: str) -> None:
+    """Print ``line`` to stderr on a line of its own."""
+    _close_bars()
+    sys.stderr.flush()
+    typer.echo(line, err=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """warnings.showwarning: one ``warning:`` line, without the source line."""
+    text = " ".join(str(message).split())
     try:
-        app(args=argv, standalone_mode=False) if argv is not None else app(standalone_mode=False)
-    except YolohandError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:
-        if _is_usage_error(exc):  # missing argument, bad option value...: click's own message
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {text}", file=sys.stderr)
+    except Exception:  # noqa: BLE001 - a warning must never be what fails
+        typer.echo(f"warning: {text}", err=True)
+
+
+def _fail(exc: BaseException) -> None:
+    """Print the one line for ``exc`` and exit with its code."""
+    if _is_usage_error(exc):  # missing argument, bad option value...: click's own message
+        _close_bars()
+        exc.show()
+        sys.exit(exc.exit_code)
+    _say(f"error: {error_line(exc)}")
+    sys.exit(1)
+
+
+def error_line(exc: BaseException) -> str:
+    """The text after ``error:`` for an exception reaching the CLI boundary (one line)."""
+    if isinstance(exc, YolohandError):
+        text = str(exc)
+    elif isinstance(exc, OSError):
+        where = ": ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        text = f"{where}: {exc.strerror or exc}" if where else f"{exc.strerror or exc}"
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory ({exc or 'MemoryError'}); try smaller inputs, --batch or --workers"
+    elif isinstance(exc, ValueError):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = (f"unexpected {type(exc).__name__}: {exc} (a yolohand bug: please report it; "
+                "YOLOHAND_DEBUG=1 shows the traceback)")
+    return " ".join(text.split())
 
 
 def _is_usage_error(exc: Exception) -> bool:

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 
+from yolohand import defaults as D  # zero-dependency: --help stays light
+
 
 def predict(
     rle: Path = typer.Option(..., "--rle", help="Submission CSV to write (image_name,class,rle; 29 rows per image)."),
     weights: list[Path] = typer.Option(
         None, "--weights", "-w", show_default=False,
-        help="Checkpoint(s); repeat to average several (e.g. all folds) "
+        help="Checkpoint(s) of any family (YOLO .pt, smp:...); repeat to average several (e.g. all folds) "
         "[default: newest best.pt under the runs folder, else the shipped weights/yolohand-synth-n.pt].",
     ),
     source: Path = typer.Option(
@@ -20,26 +22,26 @@ def predict(
     ),
     runs: Path = typer.Option(None, "--runs", show_default=False, help="Where to look for best.pt [default: configured runs]."),
     imgsz: int = typer.Option(None, "--imgsz", show_default=False, help="Network input size [default: the checkpoint's training size]."),
-    conf: float = typer.Option(0.01, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
-    iou: float = typer.Option(0.7, "--iou", help="NMS IoU threshold (per class)."),
+    conf: float = typer.Option(D.CONF, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
+    iou: float = typer.Option(D.IOU, "--iou", help="NMS IoU threshold (per class)."),
     device: str = typer.Option(None, "--device", show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
     batch: int = typer.Option(1, "--batch", help="Images per network call."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
-    threshold: float = typer.Option(0.5, "--threshold", help="Probability threshold for the masks (p >= threshold)."),
-    merge: str = typer.Option("top1", "--merge", help="top1: the most confident detection per class; union: pixel-wise max over a class's detections."),
+    threshold: float = typer.Option(D.THRESHOLD, "--threshold", help="Probability threshold for the masks (p >= threshold)."),
+    merge: str = typer.Option(D.MERGE, "--merge", help="top1: the most confident detection per class; union: pixel-wise max over a class's detections."),
     conf_weight: bool = typer.Option(
-        False, "--conf-weight/--no-conf-weight", help="Multiply mask probabilities by the detection confidence."
+        D.CONF_WEIGHT, "--conf-weight/--no-conf-weight", help="Multiply mask probabilities by the detection confidence."
     ),
     mask_threshold: float = typer.Option(
-        0.8, "--mask-threshold",
+        D.MASK_THRESHOLD, "--mask-threshold",
         help="Raw mask probability mapped to 0.5 (logit shift): corrects ultralytics' fat training masks; 0.5 = plain sigmoid.",
     ),
     missing: str = typer.Option(
-        "skip", "--missing",
+        D.MISSING, "--missing",
         help="When averaging models/flips: a run that missed a class is left out (skip) or counts as 0 (zero).",
     ),
     agree_iou: float = typer.Option(
-        0.3, "--agree-iou",
+        D.AGREE_IOU, "--agree-iou",
         help="When averaging: a run whose box IoU with the most confident run's is below this picked another bone, "
         "and counts as a miss; 0 averages everything.",
     ),
@@ -47,14 +49,19 @@ def predict(
         None, "--save-probs", show_default=False,
         help="Also write uint8 (29,H,W) probability maps here, one .npz per image (probmaps format).",
     ),
+    refiner: list[Path] = typer.Option(
+        None, "--refiner", show_default=False,
+        help="Refiner checkpoint(s) (train --model refine:ARCH:ENCODER): re-segment each bone at full resolution; repeat to average.",
+    ),
     gt: Path = typer.Option(None, "--gt", show_default=False, help="Dataset root with annotations: score the CSV at the end."),
-    mask_mode: str = typer.Option("soft", "--mask-mode", hidden=True, help="soft | polygon (the common way, for comparisons)."),
+    mask_mode: str = typer.Option(D.MASK_MODE, "--mask-mode", hidden=True, help="soft | polygon (the common way, for comparisons)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Predict images into a submission CSV: soft full-resolution masks, one instance per bone."""
+    from yolohand.core.crops import MISSING
     from yolohand.errors import YolohandError
-    from yolohand.models.yolo.postprocess import MASK_MODES, MERGES, MISSING
-    from yolohand.models.yolo.predict import Settings, predict_to_submission
+    from yolohand.models.predict import Settings, predict_to_submission
+    from yolohand.models.yolo.postprocess import MASK_MODES, MERGES
 
     if merge not in MERGES:
         raise YolohandError(f"--merge {merge!r}: expected one of {', '.join(MERGES)}")
@@ -75,8 +82,8 @@ def predict(
     settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
                         missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou)
     summary = predict_to_submission(
-        rle, source=source, weights=weights or None, runs=runs, imgsz=imgsz, conf=conf, iou=iou, device=device,
-        batch=batch, settings=settings, save_probs=save_probs, gt=gt, force=force,
+        rle, source=source, weights=weights or None, runs=runs, settings=settings, save_probs=save_probs, gt=gt,
+        force=force, refiners=refiner or (), batch=batch, imgsz=imgsz, conf=conf, iou=iou, device=device,
     )
     if summary.eval_table:
         typer.echo(summary.eval_table)

@@ -24,7 +24,11 @@ def _parse_fold(text: str) -> int | None:
 
 def train(
     fold: str = typer.Option("0", "--fold", help="Fold to train (its val list is the validation set), or 'all'."),
-    model: str = typer.Option(None, "--model", help="ultralytics seg yaml (yolo11n-seg.yaml ... yolo26x-seg.yaml) or a local .pt to fine-tune [default: yolo11n-seg.yaml]."),
+    model: str = typer.Option(
+        None, "--model",
+        help="yolo: an ultralytics seg yaml (yolo11n-seg.yaml ... yolo26x-seg.yaml) or a local .pt to fine-tune; "
+        "smp:ARCH:ENCODER (e.g. smp:UnetPlusPlus:resnet34); refine:ARCH:ENCODER (per-bone refiner) [default: yolo11n-seg.yaml].",
+    ),
     imgsz: int = typer.Option(None, "--imgsz", help="Network input size [default: the fold YAML's cache size from `convert --imgsz`, else 1024]."),
     epochs: int = typer.Option(None, "--epochs", help="Epochs [default: 100]."),
     batch: int = typer.Option(None, "--batch", help="Batch size (total over GPUs) [default: 16]."),
@@ -39,8 +43,8 @@ def train(
     runs: Path = typer.Option(None, "--runs", help="Runs folder (default: runs or yolohand.yaml)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ) -> None:
-    """Train YOLO-seg on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
-    from yolohand.models.yolo.train import format_results, list_folds, train_fold
+    """Train a model (YOLO, smp or refine family) on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
+    from yolohand.models.train import format_results, list_folds, train_fold
 
     k = _parse_fold(fold)
     folds = list_folds(yolo) if k is None else [k]

@@ -9,6 +9,13 @@ row-major indices, sorted, disjoint and non-touching (canonical: one run per max
 pixels). Every function here returns canonical runs; inputs are expected canonical too (the ones
 from :func:`string_to_runs`, :func:`mask_to_runs`, :func:`vote` are).
 
+This module owns all run algebra, as pycocotools' ``mask.py`` does for COCO RLE: encode/decode,
+area, intersections and unions (one pair, or all 29 classes of an image in one pass), union of
+several masks, bounding boxes and crops. Elsewhere runs are only passed around, never re-derived.
+
+Boxes (:data:`Box`) are ``(y0, x0, y1, x1)`` with exclusive ends, in pixels of the full image:
+rows ``y0..y1-1``, columns ``x0..x1-1``; the crop ``mask[y0:y1, x0:x1]``.
+
 This module imports only numpy (no torch, no ultralytics).
 """
 
@@ -23,10 +30,14 @@ import numpy.typing as npt
 
 #: int64 (K, 2) array of ``[start, end)`` flat 0-based pixel intervals, canonical (see module doc).
 Runs = npt.NDArray[np.int64]
+#: ``(y0, x0, y1, x1)``: rows y0..y1-1 and columns x0..x1-1 of the image (exclusive ends).
+Box = tuple[int, int, int, int]
 
 __all__ = [
-    "Runs", "empty_runs", "encode", "decode", "mask_to_runs", "crop_to_runs", "runs_to_mask",
-    "runs_to_string", "string_to_runs", "area", "intersection_area", "union_area", "vote",
+    "Runs", "Box", "empty_runs", "encode", "decode", "mask_to_runs", "crop_to_runs", "runs_to_mask",
+    "runs_to_string", "string_to_runs", "area", "intersection_area", "union_area", "union", "vote",
+    "mask_bbox", "bbox", "union_boxes", "runs_crop", "stack_classes", "class_areas",
+    "class_intersections", "class_unions",
 ]
 
 # Values above this cannot be real pixel indices and would overflow int64 sums.
@@ -115,19 +126,29 @@ def _check_2d(mask: npt.ArrayLike, what: str = "mask") -> np.ndarray:
     return mask
 
 
+def mask_bbox(mask: npt.ArrayLike) -> Box | None:
+    """Box (y0, x0, y1, x1), exclusive ends, of the nonzero pixels of a 2-D array; None if none.
+
+    One fast reduction finds the bounding rows, a second (over that band only) the columns.
+    """
+    nz = _as_nonzero_view(_check_2d(mask))
+    rows = np.flatnonzero(_nonzero_rows(nz))
+    if rows.size == 0:
+        return None
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(nz[r0:r1].any(axis=0))
+    return r0, int(cols[0]), r1, int(cols[-1]) + 1
+
+
 def _window_runs(arr: np.ndarray, top: int, left: int, width: int) -> Runs:
     """Runs of the set pixels of a 2-D array placed at (top, left) in an image ``width`` wide.
 
-    One fast reduction finds the bounding rows, a second (over that band only) the bounding
-    columns; only that bounding box is copied and diffed, never the empty rest.
+    Only the bounding box of the set pixels is copied and diffed, never the empty rest.
     """
-    nz = _as_nonzero_view(arr)
-    rows = np.flatnonzero(_nonzero_rows(nz))
-    if rows.size == 0:
+    box = mask_bbox(arr)
+    if box is None:
         return empty_runs()
-    r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(nz[r0:r1].any(axis=0))
-    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    r0, c0, r1, c1 = box
     return _block_runs(arr[r0:r1, c0:c1], top + r0, left + c0, width)
 
 
@@ -173,7 +194,10 @@ def encode(mask: npt.ArrayLike) -> str:
 
 
 def _is_empty_value(rle: object) -> bool:
-    """True for the values meaning "empty mask": None, NaN, "" (blank), "nan" (any case)."""
+    """True for None and float NaN (pandas' empty cell); ValueError for any other number.
+
+    Blank strings and the text ``"nan"`` also mean "empty": :func:`string_to_runs` checks those.
+    """
     if rle is None:
         return True
     if isinstance(rle, float):
@@ -336,6 +360,108 @@ def intersection_area(a: Runs, b: Runs) -> int:
 def union_area(a: Runs, b: Runs) -> int:
     """Pixels covered by either canonical run list."""
     return area(a) + area(b) - intersection_area(a, b)
+
+
+def union(runs_list: Sequence[Runs]) -> Runs:
+    """Canonical runs of the pixels covered by any of the run lists (OR of the masks)."""
+    if len(runs_list) == 1:
+        return _as_runs(runs_list[0])
+    return vote(runs_list, min_weight=1)
+
+
+# ----------------------------------------------------------------------------- all classes at once
+
+
+def stack_classes(runs_list: Sequence[Runs], stride: int) -> tuple[Runs, np.ndarray]:
+    """Concatenate per-class runs into one sorted list, class c shifted by ``c * stride``.
+
+    ``stride`` must be >= every run end (H*W does), so that the classes stay apart and one
+    vectorised pass can serve all classes of an image. Returns (runs int64 (K, 2), class index
+    int64 (K,)); subtract ``cls * stride`` to get the original runs back.
+    """
+    arrays = [_as_runs(r) for r in runs_list]
+    counts = np.fromiter((len(r) for r in arrays), np.int64, len(arrays))
+    if counts.sum() == 0:
+        return empty_runs(), np.zeros(0, np.int64)
+    cls = np.repeat(np.arange(len(arrays), dtype=np.int64), counts)
+    return np.concatenate(arrays) + (cls * stride)[:, None], cls
+
+
+def class_areas(runs_list: Sequence[Runs]) -> np.ndarray:
+    """int64 (C,): pixels of each class's runs."""
+    return np.fromiter((area(r) for r in runs_list), np.int64, len(runs_list))
+
+
+def _stride(*run_lists: Sequence[Runs]) -> int:
+    """One more than the largest run end in the lists (a valid ``stack_classes`` stride)."""
+    return 1 + max((int(r[-1, 1]) for rl in run_lists for r in map(_as_runs, rl) if len(r)), default=0)
+
+
+def class_intersections(runs_a: Sequence[Runs], runs_b: Sequence[Runs], stride: int | None = None) -> np.ndarray:
+    """int64 (C,): |A_c n B_c| for every class c at once, from canonical runs, no rasterising.
+
+    Same result as :func:`intersection_area` class by class, in one vectorised pass: the classes
+    are stacked (:func:`stack_classes`; ``stride`` defaults to just past the largest run end,
+    H*W also works), then for each run of A the pixels of B below its end minus those below its
+    start are summed per class.
+    """
+    n = len(runs_a)
+    if len(runs_b) != n:
+        raise ValueError(f"{n} classes in A but {len(runs_b)} in B")
+    stride = _stride(runs_a, runs_b) if stride is None else int(stride)
+    a, cls = stack_classes(runs_a, stride)
+    b, _ = stack_classes(runs_b, stride)
+    out = np.zeros(n, np.int64)
+    if len(a) and len(b):
+        np.add.at(out, cls, _coverage(b, a[:, 1]) - _coverage(b, a[:, 0]))
+    return out
+
+
+def class_unions(runs_a: Sequence[Runs], runs_b: Sequence[Runs], stride: int | None = None) -> np.ndarray:
+    """int64 (C,): |A_c u B_c| for every class c (areas minus :func:`class_intersections`)."""
+    return class_areas(runs_a) + class_areas(runs_b) - class_intersections(runs_a, runs_b, stride)
+
+
+# ----------------------------------------------------------------------------- boxes and crops
+
+
+def bbox(runs: Runs, width: int) -> Box | None:
+    """Exact box (y0, x0, y1, x1), exclusive ends, of runs in an image ``width`` wide; None if empty.
+
+    A run wrapping from one row into the next covers the last column of the first row and
+    column 0 of the next, so any multi-row run makes the box full width.
+    """
+    runs = _as_runs(runs)
+    if runs.shape[0] == 0:
+        return None
+    row_s, col_s = np.divmod(runs[:, 0], width)
+    row_e, col_e = np.divmod(runs[:, 1] - 1, width)  # the last pixel, inclusive
+    y0, y1 = int(row_s.min()), int(row_e.max()) + 1
+    if (row_s != row_e).any():
+        return y0, 0, y1, int(width)
+    return y0, int(col_s.min()), y1, int(col_e.max()) + 1
+
+
+def union_boxes(boxes: Sequence[Box | None]) -> Box | None:
+    """The smallest box holding every given box (None entries are skipped); None if none given."""
+    given = [b for b in boxes if b is not None]
+    if not given:
+        return None
+    return (min(b[0] for b in given), min(b[1] for b in given),
+            max(b[2] for b in given), max(b[3] for b in given))
+
+
+def runs_crop(runs: Runs, box: Box, shape: tuple[int, int]) -> np.ndarray:
+    """bool (y1 - y0, x1 - x0): the mask of ``runs`` (in a (H, W) image) inside ``box``.
+
+    Only the runs crossing the box's rows are rasterised (clipped to that band), never the image.
+    """
+    y0, x0, y1, x1 = (int(v) for v in box)
+    width = int(shape[1])
+    lo, hi = y0 * width, y1 * width
+    band = np.clip(_as_runs(runs), lo, hi) - lo
+    band = band[band[:, 1] > band[:, 0]]
+    return runs_to_mask(band, (y1 - y0, width))[:, x0:x1]
 
 
 def vote(

@@ -20,7 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yolohand.core import rle
 from yolohand.core.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from yolohand.core.rle import Runs
 from yolohand.errors import YolohandError
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
@@ -184,6 +186,21 @@ class Annotation:
         for poly in self.polygons:
             out.setdefault(poly.class_index, []).append(poly)
         return out
+
+    def to_runs(self, shape: tuple[int, int]) -> list[Runs]:
+        """The ground truth as 29 canonical Runs (class order) of an (H, W) image.
+
+        The one path from polygons to masks: each polygon is filled exactly as
+        ``cv2.fillPoly(zeros, [points int32], 1)`` on the full image would (inside its bounding
+        box, :func:`polygon_crop`), polygons of one class are OR-ed, absent classes are empty.
+        """
+        h, w = int(shape[0]), int(shape[1])
+        per_class: list[list[Runs]] = [[] for _ in range(NUM_CLASSES)]
+        for poly in self.polygons:
+            crop, y0, x0 = polygon_crop(poly.points, h, w)
+            if crop.size:
+                per_class[poly.class_index].append(rle.crop_to_runs(crop, y0, x0, (h, w)))
+        return [rle.union(runs) for runs in per_class]
 
 
 def _points_array(raw: object) -> tuple[np.ndarray | None, str | None]:

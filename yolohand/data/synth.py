@@ -34,7 +34,6 @@ import json
 import os
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,12 +41,14 @@ import cv2
 import numpy as np
 
 from yolohand.core.atomic import atomic_dir
+from yolohand.core.paths import DATASET
 from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.data.layout import polygon_crop
 from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
 from yolohand.errors import YolohandError
 
 REF_SIZE = 2048  # the canonical frame is in pixels of a 2048 x 2048 image
+MIN_SIZE, MAX_SIZE = 64, 8192  # smaller cannot hold 29 bones; larger than 4x the real data is a typo
 FIRST_TIMESTAMP = 1661130828152  # ms; the real file names are image<13-digit timestamp>.png
 FINGER_NAMES = ("thumb", "index", "middle", "ring", "little")
 # Bent wrists are rarer in train than in test, as in the real data (11 % vs 58 %): a shift.
@@ -723,6 +724,16 @@ def plan_jobs(out: Path, train_ids: int, test_ids: int, size: int, seed: int) ->
     return jobs, train, test
 
 
+def check_synth_args(train_ids: int, test_ids: int, size: int, workers: int | None = None) -> None:
+    """YolohandError naming the option when an argument of :func:`generate_dataset` is out of range."""
+    if train_ids < 0 or test_ids < 0 or train_ids + test_ids == 0:
+        raise YolohandError(f"--train-ids {train_ids} --test-ids {test_ids}: need at least one ID, none negative")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise YolohandError(f"--size {size}: must be between {MIN_SIZE} (29 bones must fit) and {MAX_SIZE}")
+    if workers is not None and workers < 0:
+        raise YolohandError(f"--workers {workers}: must be 0 or more")
+
+
 def generate_dataset(
     out: str | os.PathLike,
     train_ids: int = 20,
@@ -736,35 +747,30 @@ def generate_dataset(
     """Write a synthetic dataset in the competition layout to ``out`` (atomically).
 
     ``workers``: processes (default: CPU count; 0 or 1 renders in this process). The output is
-    identical for a seed whatever ``workers`` is. Raises YolohandError on bad arguments or
-    when ``out`` exists without ``force``.
+    identical for a seed whatever ``workers`` is. Raises YolohandError on bad arguments (see
+    :func:`check_synth_args`) or when ``out`` cannot be written (:func:`yolohand.core.paths.check_output`:
+    exists without ``force``, is not a previous synthetic dataset, not writable), before any work.
     """
     from tqdm.auto import tqdm
 
-    if train_ids < 0 or test_ids < 0 or train_ids + test_ids == 0:
-        raise YolohandError(f"--train-ids {train_ids} --test-ids {test_ids}: need at least one ID, none negative")
-    if size < 64:
-        raise YolohandError(f"--size {size}: too small for 29 bones (minimum 64)")
+    check_synth_args(train_ids, test_ids, size, workers)
     start = time.perf_counter()
-    out = Path(out)
-    with atomic_dir(out, force) as tmp:
+    with atomic_dir(out, force, kind=DATASET) as tmp:
         jobs, train, test = plan_jobs(tmp, train_ids, test_ids, size, seed)
         n_workers = min(os.cpu_count() or 1, len(jobs)) if workers is None else max(1, min(workers, len(jobs)))
-        bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
         points = 0
-        if n_workers <= 1:
-            for job in jobs:
-                points += write_image(job)
-                bar.update()
-        else:
-            with cv2_single_threaded(), ProcessPoolExecutor(n_workers, mp_context=pool_context(),
-                                                            initializer=init_worker) as pool:
-                for n in pool.map(write_image, jobs, chunksize=1):
-                    points += n
+        with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar:
+            if n_workers <= 1:
+                for job in jobs:
+                    points += write_image(job)
                     bar.update()
-        bar.close()
+            else:  # a Pool (not an Executor): leaving the block on Ctrl-C terminates the workers at once
+                with cv2_single_threaded(), pool_context().Pool(n_workers, initializer=init_worker) as pool:
+                    for n in pool.imap(write_image, jobs, chunksize=1):
+                        points += n
+                        bar.update()
     summary = SynthSummary(
-        out=out,
+        out=Path(out),
         size=size,
         seed=seed,
         train_ids=train,

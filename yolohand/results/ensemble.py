@@ -240,12 +240,7 @@ def vote_image(
     29 keeps numpy's per-call overhead off the hot path.
     """
     n_classes = len(per_input[0])
-    offsets = np.arange(n_classes, dtype=np.int64) * stride
-    shifted = []
-    for runs in per_input:
-        counts = [len(r) for r in runs]
-        flat = np.concatenate(runs).reshape(-1, 2) if sum(counts) else rle.empty_runs()
-        shifted.append(flat + np.repeat(offsets, counts)[:, None])
+    shifted = [rle.stack_classes(runs, stride)[0] for runs in per_input]
     voted = rle.vote(shifted, weights, min_weight)
     cls = voted[:, 0] // stride
     voted = voted - (cls * stride)[:, None]
@@ -303,45 +298,6 @@ def hard_vote(
 # ----------------------------------------------------------------------------- soft voting
 
 
-def _box_of_map(m: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) of the nonzero pixels of uint8 (H, W) ``m``, None when all zero."""
-    rows = np.flatnonzero(m.any(axis=1))
-    if rows.size == 0:
-        return None
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(m[y0:y1].any(axis=0))
-    return y0, y1, int(cols[0]), int(cols[-1]) + 1
-
-
-def _box_of_runs(runs: np.ndarray, w: int) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) covering ``runs`` (flat [start, end)) in an image of width ``w``."""
-    if len(runs) == 0:
-        return None
-    starts, ends = runs[:, 0], runs[:, 1] - 1  # inclusive last pixel
-    y0, y1 = int(starts[0] // w), int(ends[-1] // w) + 1
-    if np.any(starts // w != ends // w):  # a run wraps a row: columns span the full width
-        return y0, y1, 0, w
-    return y0, y1, int((starts % w).min()), int((ends % w).max()) + 1
-
-
-def _union(boxes: list) -> tuple[int, int, int, int] | None:
-    boxes = [b for b in boxes if b is not None]
-    if not boxes:
-        return None
-    return (min(b[0] for b in boxes), max(b[1] for b in boxes),
-            min(b[2] for b in boxes), max(b[3] for b in boxes))
-
-
-def _runs_in_box(runs: np.ndarray, hw: Shape, box: tuple[int, int, int, int]) -> np.ndarray:
-    """bool crop ``box`` of the mask given by ``runs`` (rasterises only the box's row band)."""
-    h, w = hw
-    y0, y1, x0, x1 = box
-    lo, hi = y0 * w, y1 * w
-    band = np.clip(runs - lo, 0, hi - lo)
-    band = band[band[:, 1] > band[:, 0]]
-    return rle.runs_to_mask(band, (y1 - y0, w))[:, x0:x1]
-
-
 def _soft_image(
     maps: list[np.ndarray], csv_runs: list[list[np.ndarray]], prob_w: list[float], csv_w: list[float],
     hw: Shape, cut: float, total: float, keep_avg: bool,
@@ -351,18 +307,18 @@ def _soft_image(
     avg = np.zeros((NUM_CLASSES, h, w), dtype=np.uint8) if keep_avg else None
     rles = []
     for c in range(NUM_CLASSES):
-        box = _union([_box_of_map(m[c]) for m in maps] + [_box_of_runs(r[c], w) for r in csv_runs])
+        box = rle.union_boxes([rle.mask_bbox(m[c]) for m in maps] + [rle.bbox(r[c], w) for r in csv_runs])
         if box is None:  # every input is 0 here, below any threshold > 0
             rles.append("")
             continue
-        y0, y1, x0, x1 = box
+        y0, x0, y1, x1 = box
         acc = np.zeros((y1 - y0, x1 - x0), dtype=np.float64)
         for wt, m in zip(prob_w, maps):
             if wt:
                 acc += wt * m[c, y0:y1, x0:x1]
         for wt, runs in zip(csv_w, csv_runs):
             if wt and len(runs[c]):
-                acc += (wt * 255.0) * _runs_in_box(runs[c], hw, box)
+                acc += (wt * 255.0) * rle.runs_crop(runs[c], box, hw)
         rles.append(rle.runs_to_string(rle.crop_to_runs(acc >= cut, y0, x0, hw)))
         if avg is not None:
             avg[c, y0:y1, x0:x1] = np.floor(acc / total + 0.5)

@@ -3,8 +3,8 @@
 Dice per (image, class) = (2|A∩B| + 1e-4) / (|A| + |B| + 1e-4) on full-resolution binary
 masks, averaged over images per class, then over the 29 classes (DESIGN.md). Everything runs
 on RLE runs: the prediction's runs come from the CSV (or from thresholding a probability map),
-the ground truth's from filling each polygon inside its bounding box
-(:func:`yolohand.data.layout.polygon_crop`) - never a dense 29 x H x W array.
+the ground truth's from :meth:`yolohand.data.layout.Annotation.to_runs` (each polygon filled
+inside its bounding box) - never a dense 29 x H x W array.
 
 Thresholds: a probability map stores ``u8 = round(p * 255)``; a pixel is predicted when
 ``p >= 0.5``, which is exactly ``u8 >= 128`` (:data:`yolohand.core.probmaps.THRESHOLD_U8`).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from yolohand.core import metrics, rle
 from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.core.probmaps import THRESHOLD_U8, iter_probmap_folder, load_probmap
-from yolohand.data.layout import DatasetIndex, ImageRecord, find_split, image_size, polygon_crop, read_annotation
+from yolohand.data.layout import DatasetIndex, ImageRecord, find_split, image_size, read_annotation
 from yolohand.errors import YolohandError
 
 Shape = tuple[int, int]
@@ -99,25 +99,24 @@ def format_table(result: EvalResult, digits: int = 4) -> str:
 def gt_runs(json_path: str | os.PathLike, shape: Shape) -> tuple[list[np.ndarray], list[str]]:
     """Ground-truth runs of one annotation JSON: 29 Runs (class order), and its problems.
 
-    Each polygon is filled within its bounding box (identical to cv2.fillPoly on the full
-    image); several polygons of one class are OR-ed on runs.
+    :meth:`yolohand.data.layout.Annotation.to_runs`: each polygon filled as cv2.fillPoly does on
+    the full image, several polygons of one class OR-ed on runs.
     """
     ann = read_annotation(json_path)
-    h, w = shape
-    per_class: list[list[np.ndarray]] = [[] for _ in range(NUM_CLASSES)]
-    for poly in ann.polygons:
-        crop, y0, x0 = polygon_crop(poly.points, h, w)
-        if crop.size:
-            per_class[poly.class_index].append(rle.crop_to_runs(crop, y0, x0, shape))
-    out = []
-    for runs in per_class:
-        if not runs:
-            out.append(rle.empty_runs())
-        elif len(runs) == 1:
-            out.append(runs[0])
-        else:
-            out.append(rle.vote(runs, min_weight=1))  # union
-    return out, ann.problems
+    return ann.to_runs(shape), ann.problems
+
+
+def image_dice(pred: Sequence[np.ndarray], truth: Sequence[np.ndarray], size: int | None = None) -> np.ndarray:
+    """float64 (C,): the competition Dice of each class of one image, from C Runs per side.
+
+    All classes in one vectorised pass (:func:`yolohand.core.rle.class_intersections`; ``size``
+    = H * W, or found from the runs when None); equal to :func:`yolohand.core.metrics.dice_runs`
+    class by class. Two empty masks score 1.
+    """
+    if len(pred) != len(truth):
+        raise ValueError(f"{len(pred)} predicted classes but {len(truth)} in the ground truth")
+    inter = rle.class_intersections(pred, truth, size)
+    return np.asarray(metrics.dice_score(inter, rle.class_areas(pred), rle.class_areas(truth)), dtype=np.float64)
 
 
 def read_folds(yolo_dir: str | os.PathLike) -> list[list[str]]:
@@ -285,7 +284,7 @@ def evaluate(
     for name, runs in _pred_runs(pred, maps, sizes, stream_shape):
         truth, probs = gt_runs(records[name].json_path, sizes[name])
         problems += probs
-        dice = np.array([metrics.dice_runs(p, t) for p, t in zip(runs, truth)], dtype=np.float64)
+        dice = image_dice(runs, truth, sizes[name][0] * sizes[name][1])
         table.add(name, dice)
         per_image[name] = dice
         bar.update()

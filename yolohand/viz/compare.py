@@ -38,14 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
+from yolohand.core import rle
 from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, COLORS, NUM_CLASSES
-from yolohand.core.rle import Runs, area
+from yolohand.core.rle import Runs
 from yolohand.core.submission import iter_submission
 from yolohand.errors import YolohandError
 
 __all__ = [
-    "PairDiff", "Comparison", "iou", "class_areas", "class_intersections", "iter_lockstep", "compare_submissions", "bar_chart_png",
+    "PairDiff", "Comparison", "iou", "ImageIoU", "image_iou", "iter_lockstep", "compare_submissions", "bar_chart_png",
     "write_report", "ReportFiles", "report_html",
 ]
 
@@ -128,50 +129,25 @@ class Comparison:
         return float(self.per_class_iou().mean())
 
 
-def _stack_classes(runs_list: Sequence[Runs], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate per-class runs into one sorted list, class c shifted by c * ``size``.
+@dataclass
+class ImageIoU:
+    """Agreement of two submissions on one image, per class: int64 (C,) counts, float64 (C,) IoU."""
 
-    Returns (runs int64 (K, 2), class index int64 (K,)). Shifting keeps the classes apart, so
-    one vectorised pass serves all 29 classes of an image.
+    inter: np.ndarray
+    area_a: np.ndarray
+    area_b: np.ndarray
+    iou: np.ndarray
+
+
+def image_iou(runs_a: Sequence[Runs], runs_b: Sequence[Runs], size: int | None = None) -> ImageIoU:
+    """Per-class intersections, areas and IoU of one image's C run lists in A and B, on runs.
+
+    ``size`` = H * W (any stride past the largest run end; found from the runs when None).
+    IoU is 1.0 for a class empty in both (see :func:`iou`).
     """
-    counts = np.fromiter((len(r) for r in runs_list), np.int64, len(runs_list))
-    if counts.sum() == 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0, np.int64)
-    cls = np.repeat(np.arange(len(runs_list), dtype=np.int64), counts)
-    runs = np.concatenate([np.asarray(r, np.int64).reshape(-1, 2) for r in runs_list])
-    return runs + (cls * size)[:, None], cls
-
-
-def class_areas(runs_list: Sequence[Runs]) -> np.ndarray:
-    """int64 (C,): pixels of each class's runs."""
-    return np.fromiter((area(r) for r in runs_list), np.int64, len(runs_list))
-
-
-def class_intersections(runs_a: Sequence[Runs], runs_b: Sequence[Runs], size: int) -> np.ndarray:
-    """int64 (C,): |A_c n B_c| for every class c at once, from canonical runs, no rasterising.
-
-    ``size`` = H * W. Same result as ``rle.intersection_area`` class by class, in one vectorised
-    pass per image: for each run of A, the pixels of B below its end minus those below its start
-    (prefix sums of B's run lengths, binary search), summed per class.
-    """
-    n = len(runs_a)
-    a, cls = _stack_classes(runs_a, size)
-    b, _ = _stack_classes(runs_b, size)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros(n, np.int64)
-    starts, ends = b[:, 0], b[:, 1]
-    before = np.concatenate(([0], np.cumsum(ends - starts)))  # pixels of B in runs 0..j-1
-
-    def covered(x: np.ndarray) -> np.ndarray:  # pixels of B strictly below each x
-        j = np.searchsorted(starts, x, side="left")
-        last = np.maximum(j - 1, 0)
-        partial = np.clip(x - starts[last], 0, ends[last] - starts[last])
-        return np.where(j > 0, before[last] + partial, 0)
-
-    per_run = covered(a[:, 1]) - covered(a[:, 0])
-    out = np.zeros(n, np.int64)
-    np.add.at(out, cls, per_run)
-    return out
+    inter = rle.class_intersections(runs_a, runs_b, size)
+    aa, bb = rle.class_areas(runs_a), rle.class_areas(runs_b)
+    return ImageIoU(inter, aa, bb, iou(inter, aa, bb))
 
 
 def _line(k: int) -> int:
@@ -233,15 +209,14 @@ def compare_submissions(
     stream = iter_lockstep(path_a, path_b, shape)
     for k, name, runs_a, runs_b in tqdm(stream, desc="compare", unit="image", disable=not progress,
                                         leave=False):
-        inter = class_intersections(runs_a, runs_b, size)
-        aa = class_areas(runs_a)
-        bb = class_areas(runs_b)
+        one = image_iou(runs_a, runs_b, size)
+        inter, aa, bb = one.inter, one.area_a, one.area_b
         names.append(name)
         inter_rows.append(inter)
         a_rows.append(aa)
         b_rows.append(bb)
         if top > 0:
-            scores = iou(inter, aa, bb)
+            scores = one.iou
             for cls in np.flatnonzero(scores < 1.0):
                 diff = PairDiff(k, name, int(cls), float(scores[cls]), int(inter[cls]), int(aa[cls]),
                                 int(bb[cls]), runs_a[cls], runs_b[cls])

@@ -12,7 +12,7 @@ Two kinds of picture, all RGB uint8 (H, W, 3):
 
 Masks are handled as :class:`MaskCrop` (a bool crop and its top-left corner), so that drawing
 29 bones on a 2048 x 2048 image touches only each bone's bounding box. Runs (``yolohand.core.rle``)
-are rasterised only inside their bounding box (:func:`runs_to_crop`, :func:`runs_window`).
+are rasterised only inside their bounding box (:func:`runs_to_crop`, ``rle.runs_crop``).
 
 Text uses OpenCV's built-in Hershey fonts: nothing is downloaded or read from disk.
 """
@@ -30,8 +30,9 @@ import numpy as np
 
 from yolohand.core.atomic import atomic_file
 from yolohand.core.classes import CLASSES, COLORS, NUM_CLASSES
-from yolohand.core.rle import Runs, runs_to_mask
-from yolohand.data.layout import Annotation, polygon_crop
+from yolohand.core import rle
+from yolohand.core.rle import Runs
+from yolohand.data.layout import Annotation
 
 #: Comparison colours (RGB): both masks, only A, only B, neither.
 BOTH = (255, 255, 255)
@@ -68,56 +69,19 @@ Layers = Sequence["MaskCrop | None"]  # one entry per class (29); None = class a
 def mask_to_crop(mask: np.ndarray) -> MaskCrop | None:
     """Bounding-box crop of a full bool (H, W) mask; None when the mask is empty."""
     mask = np.asarray(mask, dtype=bool)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    box = rle.mask_bbox(mask)
+    if box is None:
         return None
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    return MaskCrop(mask[y0:y1, x0:x1], y0, x0)
-
-
-def runs_bbox(runs: Runs, width: int) -> tuple[int, int, int, int] | None:
-    """Exact bounding box (y0, x0, y1, x1), end-exclusive, of runs in an image ``width`` wide.
-
-    A run wrapping from one row into the next covers the last column of the first row and
-    column 0 of the next, so any multi-row run makes the box full width. None when empty.
-    """
-    runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
-    if runs.shape[0] == 0:
-        return None
-    row_s, col_s = np.divmod(runs[:, 0], width)
-    row_e, col_e = np.divmod(runs[:, 1] - 1, width)
-    y0, y1 = int(row_s.min()), int(row_e.max()) + 1
-    if (row_s != row_e).any():
-        return y0, 0, y1, width
-    return y0, int(col_s.min()), y1, int(col_e.max()) + 1
-
-
-def runs_window(runs: Runs, y0: int, y1: int, shape: tuple[int, int]) -> np.ndarray:
-    """bool (y1 - y0, W): rows y0..y1 of the mask of ``runs`` in a (H, W) image.
-
-    Only the runs overlapping those rows are rasterised (clipped and shifted), never the image.
-    """
-    width = int(shape[1])
-    lo, hi = y0 * width, y1 * width
-    runs = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
-    sel = runs[(runs[:, 1] > lo) & (runs[:, 0] < hi)]
-    sel = np.clip(sel, lo, hi) - lo
-    return runs_to_mask(sel, (y1 - y0, width))
-
-
-def runs_crop(runs: Runs, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
-    """bool (y1 - y0, x1 - x0): the mask of ``runs`` inside ``box`` = (y0, x0, y1, x1)."""
     y0, x0, y1, x1 = box
-    return runs_window(runs, y0, y1, shape)[:, x0:x1]
+    return MaskCrop(mask[y0:y1, x0:x1], y0, x0)
 
 
 def runs_to_crop(runs: Runs, shape: tuple[int, int]) -> MaskCrop | None:
     """MaskCrop of runs in a (H, W) image, rasterised only in their bounding box; None if empty."""
-    box = runs_bbox(runs, int(shape[1]))
+    box = rle.bbox(runs, int(shape[1]))
     if box is None:
         return None
-    return MaskCrop(runs_crop(runs, box, shape), box[0], box[1])
+    return MaskCrop(rle.runs_crop(runs, box, shape), box[0], box[1])
 
 
 def layers_from_runs(runs_list: Sequence[Runs], shape: tuple[int, int]) -> list[MaskCrop | None]:
@@ -125,36 +89,9 @@ def layers_from_runs(runs_list: Sequence[Runs], shape: tuple[int, int]) -> list[
     return [runs_to_crop(r, shape) for r in runs_list]
 
 
-def layers_from_masks(masks: np.ndarray) -> list[MaskCrop | None]:
-    """29 MaskCrops (None for empty classes) from bool (29, H, W) masks."""
-    return [mask_to_crop(m) for m in masks]
-
-
 def layers_from_annotation(annotation: Annotation, h: int, w: int) -> list[MaskCrop | None]:
-    """29 MaskCrops of the ground truth (polygon fills, OR-ed per class), never full-size masks."""
-    per_class: list[list[MaskCrop]] = [[] for _ in range(NUM_CLASSES)]
-    for poly in annotation.polygons:
-        crop, y0, x0 = polygon_crop(poly.points, h, w)
-        if crop.size:
-            per_class[poly.class_index].append(MaskCrop(crop, y0, x0))
-    return [_union_crops(crops) for crops in per_class]
-
-
-def _union_crops(crops: list[MaskCrop]) -> MaskCrop | None:
-    """One MaskCrop covering the OR of several (usually one) crops."""
-    if not crops:
-        return None
-    if len(crops) == 1:
-        return crops[0]
-    y0 = min(c.y0 for c in crops)
-    x0 = min(c.x0 for c in crops)
-    y1 = max(c.y0 + c.mask.shape[0] for c in crops)
-    x1 = max(c.x0 + c.mask.shape[1] for c in crops)
-    out = np.zeros((y1 - y0, x1 - x0), bool)
-    for c in crops:
-        h, w = c.mask.shape
-        out[c.y0 - y0 : c.y0 - y0 + h, c.x0 - x0 : c.x0 - x0 + w] |= c.mask
-    return MaskCrop(out, y0, x0)
+    """29 MaskCrops of the ground truth (:meth:`Annotation.to_runs`), never full-size masks."""
+    return layers_from_runs(annotation.to_runs((h, w)), (h, w))
 
 
 # --------------------------------------------------------------------------- class overlay
@@ -341,18 +278,13 @@ def compare_colors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def union_box(
-    a: Runs, b: Runs, shape: tuple[int, int], pad: int = 16
-) -> tuple[int, int, int, int] | None:
+def union_box(a: Runs, b: Runs, shape: tuple[int, int], pad: int = 16) -> rle.Box | None:
     """Box (y0, x0, y1, x1) around the pixels of either run list, ``pad`` px wider, in the image."""
-    boxes = [bb for bb in (runs_bbox(a, shape[1]), runs_bbox(b, shape[1])) if bb is not None]
-    if not boxes:
+    box = rle.union_boxes([rle.bbox(a, shape[1]), rle.bbox(b, shape[1])])
+    if box is None:
         return None
-    y0 = max(0, min(bb[0] for bb in boxes) - pad)
-    x0 = max(0, min(bb[1] for bb in boxes) - pad)
-    y1 = min(int(shape[0]), max(bb[2] for bb in boxes) + pad)
-    x1 = min(int(shape[1]), max(bb[3] for bb in boxes) + pad)
-    return y0, x0, y1, x1
+    y0, x0, y1, x1 = box
+    return max(0, y0 - pad), max(0, x0 - pad), min(int(shape[0]), y1 + pad), min(int(shape[1]), x1 + pad)
 
 
 def enlarge(image: np.ndarray, min_side: int) -> np.ndarray:
@@ -399,7 +331,7 @@ def compare_runs_panel(
         return None
     y0, x0, y1, x1 = box
     xray = None if image is None else image[y0:y1, x0:x1]
-    return compare_panel(runs_crop(a, box, shape), runs_crop(b, box, shape), xray, min_side=min_side)
+    return compare_panel(rle.runs_crop(a, box, shape), rle.runs_crop(b, box, shape), xray, min_side=min_side)
 
 
 # --------------------------------------------------------------------------- `yolohand show`
@@ -529,10 +461,9 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray, force: bool = False) -> 
 
 
 __all__ = [
-    "BOTH", "ONLY_A", "ONLY_B", "NEITHER", "MaskCrop", "mask_to_crop", "runs_bbox", "runs_window",
-    "runs_crop", "runs_to_crop", "layers_from_runs", "layers_from_masks", "layers_from_annotation",
-    "gray_to_rgb", "contour_thickness", "draw_layers", "legend_width", "legend_panel", "label",
-    "overlay_figure", "compare_colors", "union_box", "enlarge", "compare_panel", "compare_runs_panel",
-    "png_bytes", "write_png", "resolve_image", "prediction_runs", "ShowResult",
-    "render_show",
+    "BOTH", "ONLY_A", "ONLY_B", "NEITHER", "MaskCrop", "Layers", "mask_to_crop", "runs_to_crop",
+    "layers_from_runs", "layers_from_annotation", "gray_to_rgb", "contour_thickness", "draw_layers",
+    "legend_width", "legend_panel", "label", "overlay_figure", "compare_colors", "union_box", "enlarge",
+    "compare_panel", "compare_runs_panel", "resolve_image", "prediction_runs", "ShowResult",
+    "render_show", "png_bytes", "write_png",
 ]

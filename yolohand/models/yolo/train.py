@@ -69,7 +69,6 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +76,7 @@ import yaml
 
 from yolohand.config import default_path
 from yolohand.errors import YolohandError
+from yolohand.models.train import TrainResult, fold_yaml
 
 DEFAULT_MODEL = "yolo11n-seg.yaml"
 DEFAULT_NAME = "train"
@@ -99,18 +99,6 @@ DEFAULT_IMGSZ = 1024
 
 #: Arguments set by yolohand itself (from --fold/--yolo/--runs/--name/--resume); refused in --config.
 RESERVED_KEYS: frozenset[str] = frozenset({"data", "project", "exist_ok", "resume", "task", "mode", "save_dir"})
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of one fold's training."""
-
-    best: Path  # absolute path of weights/best.pt
-    dice: float  # validation Dice of best.pt (validator resolution, see yolohand.models.yolo.dice_val)
-    run_dir: Path  # <runs>/<name>/fold<k>
-    fold: int = -1
-    best_epoch: int = -1  # 1-based epoch of best.pt (-1 when unknown)
-    epochs: int = 0  # epochs run
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -211,28 +199,6 @@ def resolve_model(model: str | os.PathLike) -> str:
     if "Segment" not in last:
         raise YolohandError(f"--model {text}: not a segmentation model (its head is {last or 'unknown'}); use a *-seg.yaml")
     return resolved
-
-
-def fold_yaml(yolo: str | os.PathLike | None, fold: int) -> Path:
-    """``<yolo>/folds/fold<k>.yaml``; YolohandError telling to run ``yolohand convert`` when missing."""
-    root = default_path("yolo", yolo)
-    path = root / "folds" / f"fold{fold}.yaml"
-    if not path.is_file():
-        hint = "" if (root / "folds").is_dir() else " (no folds/ folder there)"
-        raise YolohandError(
-            f"{path}: fold {fold} not found{hint}; run `yolohand convert --out {root}` first "
-            f"(or pass --yolo with the folder convert wrote)"
-        )
-    return path
-
-
-def list_folds(yolo: str | os.PathLike | None) -> list[int]:
-    """Fold indices with a ``fold<k>.yaml`` under ``<yolo>/folds``, sorted; error when there is none."""
-    root = default_path("yolo", yolo)
-    folds = sorted(int(m.group(1)) for p in (root / "folds").glob("fold*.yaml") if (m := re.fullmatch(r"fold(\d+)\.yaml", p.name)))
-    if not folds:
-        raise YolohandError(f"{root / 'folds'}: no fold<k>.yaml found; run `yolohand convert --out {root}` first")
-    return folds
 
 
 def _data_channels(data_yaml: Path) -> int:
@@ -415,22 +381,3 @@ def train_fold(
             best_epoch = int(rows[max(finite)[1]].get("epoch", max(finite)[1] + 1))
     return TrainResult(best=best.resolve(), dice=dice, run_dir=run_dir.resolve(), fold=fold,
                        best_epoch=best_epoch, epochs=len(rows))
-
-
-def train_folds(folds: list[int] | None = None, **kwargs: Any) -> list[TrainResult]:
-    """Train each fold in turn (default: every ``fold<k>.yaml``), same arguments; return each result."""
-    folds = folds if folds is not None else list_folds(kwargs.get("yolo"))
-    for k in folds:
-        fold_yaml(kwargs.get("yolo"), k)  # fail before hours of training, not after
-    return [train_fold(k, **kwargs) for k in folds]
-
-
-def format_results(results: list[TrainResult]) -> str:
-    """A table: fold, best Dice, best epoch, best.pt path; plus the mean Dice when several folds."""
-    lines = [f"{'fold':>4}  {'Dice':>6}  {'epoch':>5}  best.pt"]
-    for r in results:
-        lines.append(f"{r.fold:>4}  {r.dice:6.4f}  {r.best_epoch:>5}  {r.best}")
-    if len(results) > 1:
-        mean = sum(r.dice for r in results) / len(results)
-        lines.append(f"{'mean':>4}  {mean:6.4f}")
-    return "\n".join(lines)

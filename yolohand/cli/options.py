@@ -1,0 +1,92 @@
+"""CLI helpers shared by the commands: the one parser of each option format, and typer options
+built on them.
+
+Parsers raise :class:`yolohand.errors.YolohandError` (one ``error:`` line when called from a
+command); as typer ``parser=`` callbacks they raise ``typer.BadParameter`` instead, which click
+prints as ``Invalid value for '--size': ...`` with exit code 2, before the command starts.
+Library functions validate their own arguments (ranges, choices) once; commands declare the
+same bounds with typer's ``min=``/``max=`` and enums so that ``--help`` shows them.
+No heavy imports here: ``yolohand --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from yolohand.errors import YolohandError
+
+#: Largest image side accepted by ``--size`` (the competition's images are 2048).
+MAX_SIDE = 65536
+
+
+def parse_size(text: str | tuple[int, int] | None, flag: str = "--size") -> tuple[int, int] | None:
+    """``"2048,2048"`` or ``"2048x2048"`` -> ``(2048, 2048)`` (H, W); None -> None.
+
+    Both sides must be whole numbers in 1..:data:`MAX_SIDE`.
+    """
+    if text is None or isinstance(text, tuple):
+        return text
+    parts = str(text).lower().replace("x", ",").split(",")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise YolohandError(f"{flag} {text!r}: expected H,W, e.g. 2048,2048") from None
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+        raise YolohandError(f"{flag} {text!r}: height and width must be between 1 and {MAX_SIDE}")
+    return h, w
+
+
+def parse_fold(text: str | int | None) -> int | None:
+    """``"all"`` -> None (every fold); ``"3"`` -> 3. Fold numbers start at 0."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise YolohandError(f"--fold {text!r}: expected a fold number (0, 1, ...) or 'all'") from None
+    if value < 0:
+        raise YolohandError(f"--fold {value}: fold numbers start at 0")
+    return value
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``"1,2,1"`` -> ``[1.0, 2.0, 1.0]``; None or "" -> None. Each must be a finite number."""
+    if text is None or not text.strip():
+        return None
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        raise YolohandError(f"--weights {text!r}: expected comma-separated numbers, e.g. 1,2,1") from None
+    if not all(math.isfinite(v) for v in values):
+        raise YolohandError(f"--weights {text!r}: weights must be finite numbers")
+    return values
+
+
+def as_param(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A typer ``parser=`` from one of the parsers above (YolohandError -> typer.BadParameter)."""
+
+    def param(value: Any) -> Any:
+        try:
+            return parse(value)
+        except YolohandError as exc:
+            raise typer.BadParameter(str(exc).split(": ", 1)[-1]) from None
+
+    return param
+
+
+def size_option(default: str | None, help: str) -> Any:  # noqa: A002 - typer's own keyword
+    """``--size H,W`` parsed by :func:`parse_size` (the value reaching the command is (H, W) or None)."""
+    return typer.Option(default, "--size", parser=as_param(parse_size), metavar="H,W", help=help,
+                        show_default=default is not None)
+
+
+def format_size(shape: tuple[int, int]) -> str:
+    """``(2048, 1024)`` -> ``"2048,1024"`` (what :func:`parse_size` reads back)."""
+    return f"{shape[0]},{shape[1]}"
+
+
+__all__ = ["MAX_SIDE", "as_param", "format_size", "parse_fold", "parse_size", "parse_weights", "size_option"]

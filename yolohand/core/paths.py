@@ -1,0 +1,242 @@
+"""Where a command may write: every output place is checked here, before any work starts.
+
+One rule set for every command (DESIGN.md, "Bars"), so no command can destroy its inputs:
+
+* Outputs and inputs are compared after resolving symlinks. An output that **equals** an input,
+  **contains** one (``convert --root nest/raw --out nest``) or **lies inside** an input folder
+  (``--out <root>/yolo``) is refused, whatever the flags.
+* An existing output is replaced only with ``--force``, and only when it is plainly a previous
+  output **of the same kind**: a file where a file is written, a folder where a folder is
+  written, and for each kind the content yolohand writes (a submission CSV starts with its
+  header; a folder carries yolohand's marker file :data:`MARKER`, or, for folders written before
+  the marker existed, the files its command always writes). Anything else is refused even with
+  ``--force``: a user's file is never taken for an output.
+* The place must be writable: the nearest existing ancestor must be a folder in which a file
+  can be created (probed with a temporary file, so read-only mounts and ``/proc`` fail here,
+  with one line, and not after an hour of inference).
+
+Each kind is an :class:`OutputKind`; :func:`check_output` applies the rules and returns the
+absolute path to write; :mod:`yolohand.core.atomic` writes through it (temporary file or folder
+beside the output, renamed into place, with the umask's modes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from yolohand.errors import YolohandError
+
+#: Hidden file every output folder of yolohand carries: ``{"kind": "<kind name>"}``.
+MARKER = ".yolohand-output"
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of output: a file or a folder, and how to recognise a previous one.
+
+    ``name``: short name, stored in a folder's :data:`MARKER`; ``what``: words for messages;
+    ``legacy``: for folders, a test of the contents of a folder written without the marker
+    (None: the marker is required); for files, a test of the file (None: any regular file).
+    """
+
+    name: str
+    folder: bool
+    what: str
+    legacy: Callable[[Path], bool] | None = None
+
+
+def _head(path: Path, n: int = 64) -> bytes:
+    with contextlib.suppress(OSError), open(path, "rb") as fh:
+        return fh.read(n)
+    return b""
+
+
+def _is_submission(path: Path) -> bool:
+    head = _head(path).removeprefix(b"\xef\xbb\xbf")
+    return head == b"" or head.startswith(b"image_name,class,rle")
+
+
+def _is_json_object(path: Path) -> bool:
+    head = _head(path).lstrip()
+    return head == b"" or head.startswith(b"{")
+
+
+def _is_png(path: Path) -> bool:
+    head = _head(path, 8)
+    return head in (b"", b"\x89PNG\r\n\x1a\n")
+
+
+def _visible(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+
+
+def _has_files(*names: str) -> Callable[[Path], bool]:
+    return lambda folder: all((folder / n).is_file() for n in names)
+
+
+def _only_npz(folder: Path) -> bool:
+    return all(p.suffix == ".npz" and p.is_file() for p in _visible(folder))
+
+
+def _is_run(folder: Path) -> bool:
+    """A training run (one fold or several): ultralytics' args.yaml / weights in it or its folds."""
+    parts = [folder, *(p for p in _visible(folder) if p.is_dir() and p.name.startswith("fold"))]
+    return any((p / "args.yaml").is_file() or (p / "weights").is_dir() for p in parts)
+
+
+FILE = OutputKind("file", False, "file")
+CSV = OutputKind("csv", False, "submission CSV", _is_submission)
+JSON = OutputKind("json", False, "JSON file", _is_json_object)
+PNG = OutputKind("png", False, "PNG image", _is_png)
+FOLDER = OutputKind("folder", True, "folder")
+#: synth: competition-layout data; marker only (a real dataset has the same layout).
+DATASET = OutputKind("dataset", True, "synthetic dataset")
+YOLO = OutputKind("yolo", True, "converted dataset", _has_files("convert_report.json"))
+REPORT = OutputKind("report", True, "compare report", _has_files("report.html", "iou.csv"))
+PROBMAPS = OutputKind("probmaps", True, "probability-map folder", _only_npz)
+RUN = OutputKind("run", True, "training run", _is_run)
+
+
+def resolved(path: PathLike) -> Path:
+    """Absolute path with every symlink resolved (also a dangling final one, as far as it goes)."""
+    return Path(os.path.realpath(Path(path).expanduser()))
+
+
+def write_location(path: PathLike) -> Path:
+    """Where ``path`` is written: its parent resolved, its own name kept (an output that is a
+    symlink is replaced as a link, never written through)."""
+    p = Path(path).expanduser()
+    if p.name in ("", ".", ".."):
+        return resolved(p)
+    return resolved(p.parent) / p.name
+
+
+def overlap(out: PathLike, inputs: Iterable[PathLike | None]) -> tuple[Path, str] | None:
+    """The first input ``out`` equals, contains or lies inside, with how: (input, "equals" |
+    "contains" | "inside"); None when the output is clear of every input."""
+    places = {write_location(out), resolved(out)}
+    for inp in inputs:
+        if inp is None:
+            continue
+        src = resolved(inp)
+        for place in places:
+            if place == src:
+                return Path(inp), "equals"
+            if src.is_relative_to(place):
+                return Path(inp), "contains"
+            if place.is_relative_to(src):
+                return Path(inp), "inside"
+    return None
+
+
+def marker_kind(folder: Path) -> str | None:
+    """The kind named by ``folder``'s :data:`MARKER`, None when absent or unreadable."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return str(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("kind"))
+    return None
+
+
+def write_marker(folder: Path, kind: OutputKind) -> None:
+    """Mark ``folder`` as yolohand's output of ``kind`` (what lets ``--force`` replace it later)."""
+    (folder / MARKER).write_text(json.dumps({"kind": kind.name, "by": "yolohand"}) + "\n", encoding="utf-8")
+
+
+def is_previous_output(path: Path, kind: OutputKind) -> bool:
+    """True when the existing ``path`` is plainly an earlier output of ``kind``."""
+    if kind.folder:
+        if not path.is_dir():
+            return False
+        try:
+            if not _visible(path):
+                return True  # an empty folder holds nothing to lose
+        except OSError:
+            return False
+        if marker_kind(path) is not None:
+            return marker_kind(path) == kind.name
+        return kind.legacy is not None and kind.legacy(path)
+    return path.is_file() and (kind.legacy is None or kind.legacy(path))
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_place(path: Path, flag: str) -> None:
+    """YolohandError unless a file can be created in ``path``'s folder (or the nearest existing
+    ancestor, when the folder will be created). Probes with a temporary file."""
+    where = _nearest_existing(path.parent)
+    if not where.is_dir():
+        raise YolohandError(f"{path}: {where} is not a folder ({flag})")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".yolohand-probe-", dir=where)
+    except OSError as exc:
+        raise YolohandError(f"{path}: cannot write in {where} ({exc.strerror or exc}) ({flag})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(
+    path: PathLike,
+    kind: OutputKind = FILE,
+    inputs: Iterable[PathLike | None] = (),
+    force: bool = False,
+    flag: str = "output",
+) -> Path:
+    """Apply every rule of the module docstring to the output ``path``; return where to write.
+
+    ``inputs``: every file or folder the command reads (None entries are skipped). ``flag``
+    names the option in messages (``--out``). Raises YolohandError with one line naming the
+    path and the problem; never touches anything but a probe file.
+    """
+    if str(path) == "":
+        raise YolohandError(f"{flag}: empty path")
+    loc = write_location(path)
+    hit = overlap(path, inputs)
+    if hit is not None:
+        inp, how = hit
+        words = {"equals": "is also an input", "contains": f"contains the input {inp}",
+                 "inside": f"lies inside the input {inp}"}[how]
+        raise YolohandError(f"{path}: {flag} {words}; choose an output outside the inputs")
+    if os.path.lexists(loc):
+        _check_existing(Path(path), loc, kind, force, flag)
+    check_place(loc, flag)
+    return loc
+
+
+def _check_existing(path: Path, loc: Path, kind: OutputKind, force: bool, flag: str) -> None:
+    if kind.folder and not loc.is_dir():
+        raise YolohandError(f"{path}: exists and is not a folder; {flag} writes a {kind.what} (a folder); "
+                            "not replaced, even with --force")
+    if not kind.folder and loc.is_dir():
+        raise YolohandError(f"{path}: is a folder; {flag} writes a {kind.what}: give a file name "
+                            f"(e.g. {path / ('out.' + kind.name if kind.name != 'file' else 'out')})")
+    if not force:
+        raise YolohandError(f"{path}: already exists (pass --force to replace it)")
+    if not is_previous_output(loc, kind):
+        raise YolohandError(f"{path}: exists and is not a previous yolohand {kind.what}; not replaced, even "
+                            f"with --force (move it away or choose another {flag})")
+
+
+def check_inputs_exist(inputs: Iterable[tuple[str, PathLike | None]]) -> None:
+    """YolohandError for the first ``(flag, path)`` whose path does not exist (None: not given)."""
+    for flag, p in inputs:
+        if p is not None and not Path(p).expanduser().exists():
+            raise YolohandError(f"{p}: not found ({flag})")
+
+
+__all__ = [
+    "CSV", "DATASET", "FILE", "FOLDER", "JSON", "MARKER", "PNG", "PROBMAPS", "REPORT", "RUN", "YOLO",
+    "OutputKind", "check_inputs_exist", "check_output", "check_place", "is_previous_output", "marker_kind",
+    "overlap", "resolved", "write_location", "write_marker",
+]
