@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import cv2
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from yolohand.cli import app
 from yolohand.core.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
+from yolohand.core.paths import MARKER
 from yolohand.data.layout import fill_polygon, find_split, gt_masks, image_size, read_annotation, read_image
 from yolohand.data.synth import bone_polygon, generate_dataset, long_bone
 from yolohand.errors import YolohandError
@@ -24,7 +27,8 @@ NAME = re.compile(r"^image\d{13}(_[LR])?\.png$")
 
 
 def all_files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MARKER}
 
 
 def centroid(mask: np.ndarray) -> np.ndarray:
@@ -36,7 +40,7 @@ def centroid(mask: np.ndarray) -> np.ndarray:
 
 
 def test_layout(synth_root: Path) -> None:
-    assert sorted(p.name for p in synth_root.iterdir()) == ["test", "train"]
+    assert sorted(p.name for p in synth_root.iterdir()) == [MARKER, "test", "train"]
     ids: dict[str, list[str]] = {}
     names = []
     for split in ("train", "test"):
@@ -235,17 +239,44 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
 
 def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    generate_dataset(out, train_ids=2, test_ids=0, size=64, workers=1, progress=False)
     with pytest.raises(YolohandError, match="already exists"):
         generate_dataset(out, train_ids=1, test_ids=0, size=64, workers=1, progress=False)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert len(list(out.rglob("*.png"))) == 4
     summary = generate_dataset(out, train_ids=1, test_ids=0, size=64, workers=1, force=True, progress=False)
-    assert not (out / "keep.txt").exists() and summary.images == 2
-    assert len(list(out.rglob("*.png"))) == 2
+    assert summary.images == 2 and len(list(out.rglob("*.png"))) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no .out.*.old or temp left behind
 
 
-@pytest.mark.parametrize("kw", [dict(size=32), dict(train_ids=0, test_ids=0), dict(train_ids=-1)])
+def test_force_never_replaces_a_folder_that_is_not_a_synthetic_dataset(tmp_path: Path) -> None:
+    # A real dataset has the same layout as a synthetic one: only yolohand's marker tells them apart.
+    real = tmp_path / "handbone"
+    (real / "train" / "DCM" / "ID001").mkdir(parents=True)
+    (real / "train" / "DCM" / "ID001" / "image1.png").write_bytes(b"mine")
+    with pytest.raises(YolohandError, match="not a previous yolohand synthetic dataset"):
+        generate_dataset(real, train_ids=1, test_ids=0, size=64, workers=1, force=True, progress=False)
+    assert (real / "train" / "DCM" / "ID001" / "image1.png").read_bytes() == b"mine"
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(YolohandError, match="not a folder"):
+        generate_dataset(tmp_path / "file", train_ids=1, test_ids=0, size=64, workers=1, force=True, progress=False)
+    assert (tmp_path / "file").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "handbone"]
+
+
+def test_outputs_get_the_umask_modes(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        generate_dataset(tmp_path / "out", train_ids=1, test_ids=0, size=64, workers=1, progress=False)
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    png = next(out.rglob("*.png"))
+    assert stat.S_IMODE(png.stat().st_mode) == 0o640 and stat.S_IMODE(png.parent.stat().st_mode) == 0o750
+
+
+@pytest.mark.parametrize("kw", [dict(size=32), dict(size=999999999), dict(train_ids=0, test_ids=0),
+                                dict(train_ids=-1), dict(workers=-1)])
 def test_bad_arguments(tmp_path: Path, kw: dict) -> None:
     with pytest.raises(YolohandError):
         generate_dataset(tmp_path / "x", **{"size": 64, "workers": 1, "progress": False, **kw})

@@ -23,6 +23,7 @@ beside the output, renamed into place, with the umask's modes).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -177,11 +178,12 @@ def check_place(path: Path, flag: str) -> None:
     ancestor, when the folder will be created). Probes with a temporary file."""
     where = _nearest_existing(path.parent)
     if not where.is_dir():
-        raise YolohandError(f"{path}: {where} is not a folder ({flag})")
+        raise YolohandError(f"{path}: {where} is not a folder, so {flag} cannot be written there")
     try:
         fd, probe = tempfile.mkstemp(prefix=".yolohand-probe-", dir=where)
     except OSError as exc:
-        raise YolohandError(f"{path}: cannot write in {where} ({exc.strerror or exc}) ({flag})") from None
+        why = "files cannot be created there" if exc.errno == errno.ENOENT else (exc.strerror or str(exc))
+        raise YolohandError(f"{path}: cannot write in {where} ({why})") from None
     os.close(fd)
     os.unlink(probe)
 

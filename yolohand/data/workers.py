@@ -15,6 +15,7 @@ Two hazards, measured here:
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,5 +43,11 @@ def cv2_single_threaded() -> Iterator[None]:
 
 
 def init_worker() -> None:
-    """Pool initializer: one OpenCV thread per worker process (the pool already uses every core)."""
+    """Pool initializer: one OpenCV thread per worker process (the pool already uses every core).
+
+    Workers ignore SIGINT: a Ctrl-C reaches the whole process group, and the parent alone
+    handles it (it terminates the pool and removes its temporary output), so no worker prints a
+    ``KeyboardInterrupt`` traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
