@@ -278,3 +278,87 @@ def test_vote_matches_dense(stack, data):
     voted = rle.vote(runs, weights, min_weight)
     assert (voted[1:, 0] > voted[:-1, 1]).all()  # canonical
     np.testing.assert_array_equal(rle.runs_to_mask(voted, stack.shape[1:]), expected)
+
+
+# ----------------------------------------------------------------------------- boxes, crops, classes
+
+
+def dense_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1), exclusive ends, from np.nonzero."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return None
+    return int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1
+
+
+def test_boxes_hand_made():
+    mask = np.zeros((3, 4), bool)
+    mask[1, 1:3] = True
+    assert rle.mask_bbox(mask) == (1, 1, 2, 3)
+    assert rle.bbox(rle.mask_to_runs(mask), 4) == (1, 1, 2, 3)
+    # A run wrapping from row 0 into row 1 covers column 3 and column 0: the box is full width.
+    assert rle.bbox(rle.string_to_runs("4 2"), 4) == (0, 0, 2, 4)
+    assert rle.bbox(rle.empty_runs(), 4) is None and rle.mask_bbox(np.zeros((2, 2))) is None
+    assert rle.union_boxes([None, (1, 2, 3, 4), (0, 3, 2, 9), None]) == (0, 2, 3, 9)
+    assert rle.union_boxes([None]) is None and rle.union_boxes([]) is None
+    assert rle.runs_crop(rle.mask_to_runs(mask), (0, 1, 2, 3), (3, 4)).tolist() == [[False, False], [True, True]]
+
+
+@SETTINGS
+@given(any_mask, st.data())
+def test_bbox_and_crop_match_dense(mask, data):
+    h, w = mask.shape
+    runs = rle.mask_to_runs(mask)
+    assert rle.mask_bbox(mask) == dense_box(mask)
+    assert rle.mask_bbox(mask.astype(np.uint8) * 7) == dense_box(mask)
+    box = rle.bbox(runs, w)
+    if box is None:
+        assert dense_box(mask) is None
+    else:  # the box holds every pixel; it is the dense box unless a run wraps (then full width)
+        y0, x0, y1, x1 = box
+        assert mask[y0:y1, x0:x1].sum() == mask.sum()
+        assert (y0, y1) == (dense_box(mask)[0], dense_box(mask)[2])
+        assert (x0, x1) == (dense_box(mask)[1], dense_box(mask)[3]) or (x0, x1) == (0, w)
+    y0 = data.draw(st.integers(0, h - 1))
+    y1 = data.draw(st.integers(y0 + 1, h))
+    x0 = data.draw(st.integers(0, w - 1))
+    x1 = data.draw(st.integers(x0 + 1, w))
+    np.testing.assert_array_equal(rle.runs_crop(runs, (y0, x0, y1, x1), mask.shape), mask[y0:y1, x0:x1])
+
+
+@SETTINGS
+@given(mask_stacks())
+def test_union_matches_dense(stack):
+    runs = [rle.mask_to_runs(m) for m in stack]
+    merged = rle.union(runs)
+    assert (merged[1:, 0] > merged[:-1, 1]).all()  # canonical
+    np.testing.assert_array_equal(rle.runs_to_mask(merged, stack.shape[1:]), stack.any(axis=0))
+    assert rle.union(runs[:1]).tolist() == runs[0].tolist()
+    assert rle.union([]).shape == (0, 2)
+
+
+@SETTINGS
+@given(mask_stacks(), mask_stacks())
+def test_class_counts_match_dense(a_stack, b_stack):
+    h, w = a_stack.shape[1:]
+    k = min(len(a_stack), len(b_stack))
+    b_stack = np.resize(b_stack, (k, h, w))  # b's masks at a's shape, any content
+    a_stack = a_stack[:k]
+    ra = [rle.mask_to_runs(m) for m in a_stack]
+    rb = [rle.mask_to_runs(m) for m in b_stack]
+    inter = (a_stack & b_stack).reshape(k, -1).sum(axis=1)
+    union = (a_stack | b_stack).reshape(k, -1).sum(axis=1)
+    assert rle.class_areas(ra).tolist() == a_stack.reshape(k, -1).sum(axis=1).tolist()
+    assert rle.class_intersections(ra, rb, h * w).tolist() == inter.tolist()
+    assert rle.class_intersections(ra, rb).tolist() == inter.tolist()  # stride from the runs
+    assert rle.class_unions(ra, rb, h * w).tolist() == union.tolist()
+    stacked, cls = rle.stack_classes(ra, h * w)
+    assert (stacked[1:, 0] >= stacked[:-1, 1]).all() and (np.diff(cls) >= 0).all()  # sorted, disjoint
+    back = stacked - (cls * h * w)[:, None]
+    for c in range(k):
+        assert back[cls == c].tolist() == ra[c].tolist()
+
+
+def test_class_intersections_refuse_mismatched_class_counts():
+    with pytest.raises(ValueError, match="classes"):
+        rle.class_intersections([rle.empty_runs()] * 2, [rle.empty_runs()])

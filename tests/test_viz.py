@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from yolohand.cli import app
 from yolohand.core.classes import COLORS, NUM_CLASSES
 from yolohand.core.rle import encode, mask_to_runs
+from yolohand.core.rle import runs_to_string as rle_to_text
 from yolohand.core.submission import write_submission
 from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
 from yolohand.viz import draw as viz
@@ -103,31 +104,69 @@ masks_st = arrays(np.bool_, st.tuples(st.integers(1, 12), st.integers(1, 12)))
 @given(masks_st)
 def test_runs_crops_match_the_dense_mask(mask: np.ndarray) -> None:
     runs = mask_to_runs(mask)
-    h, w = mask.shape
-    assert viz.runs_bbox(runs, w) == _dense_bbox(mask)
     crop = viz.runs_to_crop(runs, mask.shape)
-    ref = viz.mask_to_crop(mask)
+    tight = viz.mask_to_crop(mask)
+    ref = _dense_crop(mask)
     if ref is None:
-        assert crop is None
+        assert crop is None and tight is None
         return
-    assert (crop.y0, crop.x0) == (ref.y0, ref.x0)
-    assert np.array_equal(crop.mask, ref.mask)
-    y0, y1 = sorted((h // 3, h - 1))
-    assert np.array_equal(viz.runs_window(runs, y0, y1 + 1, mask.shape), mask[y0 : y1 + 1])
+    assert (tight.y0, tight.x0) == (ref.y0, ref.x0) and np.array_equal(tight.mask, ref.mask)
+    # The same pixels at the same place (the runs' box is full width when a run wraps a row).
+    assert np.array_equal(_paste(crop, mask.shape), mask)
+    assert crop.y0 == ref.y0 and crop.mask.shape[0] == ref.mask.shape[0]
 
 
-def test_layers_from_annotation_equal_gt_masks(synth_root: Path) -> None:
+def _dense_crop(mask: np.ndarray) -> viz.MaskCrop | None:
+    box = _dense_bbox(mask)
+    if box is None:
+        return None
+    y0, x0, y1, x1 = box
+    return viz.MaskCrop(mask[y0:y1, x0:x1], y0, x0)
+
+
+def _paste(crop: viz.MaskCrop | None, shape: tuple[int, int]) -> np.ndarray:
+    full = np.zeros(shape, bool)
+    if crop is not None:
+        full[crop.y0 : crop.y0 + crop.mask.shape[0], crop.x0 : crop.x0 + crop.mask.shape[1]] = crop.mask
+    return full
+
+
+def _dense_truth(ann, h: int, w: int) -> np.ndarray:
+    """The reference ground truth: cv2.fillPoly of each polygon on a full canvas, OR-ed per class."""
+    out = np.zeros((NUM_CLASSES, h, w), np.uint8)
+    for poly in ann.polygons:
+        canvas = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(canvas, [np.asarray(poly.points, np.int32).reshape(-1, 1, 2)], 1)
+        out[poly.class_index] |= canvas
+    return out.view(bool)
+
+
+def test_ground_truth_runs_and_layers_equal_full_canvas_fills(synth_root: Path) -> None:
     rec = find_split(synth_root, "train").records[0]
     h, w = image_size(rec.image_path)
     ann = read_annotation(rec.json_path)
-    dense = gt_masks(ann, h, w)
+    dense = _dense_truth(ann, h, w)
+    runs = ann.to_runs((h, w))
     layers = viz.layers_from_annotation(ann, h, w)
+    assert len(runs) == len(layers) == NUM_CLASSES
     for cls in range(NUM_CLASSES):
-        full = np.zeros((h, w), bool)
-        if layers[cls] is not None:
-            L = layers[cls]
-            full[L.y0 : L.y0 + L.mask.shape[0], L.x0 : L.x0 + L.mask.shape[1]] = L.mask
-        assert np.array_equal(full, dense[cls]), cls
+        assert runs[cls].tolist() == mask_to_runs(dense[cls]).tolist(), cls
+        assert np.array_equal(_paste(layers[cls], (h, w)), dense[cls]), cls
+
+
+def test_ground_truth_runs_clip_and_or_polygons() -> None:
+    """Hand-made: two polygons of one class (OR-ed), one overhanging the border (clipped as cv2 does)."""
+    from yolohand.data.layout import Annotation, Polygon
+
+    square = np.array([[1, 1], [3, 1], [3, 2], [1, 2]], np.int32)  # x 1..3, y 1..2
+    corner = np.array([[-2, -2], [1, -2], [1, 0], [-2, 0]], np.int32)  # x 0..1 of row 0 inside
+    far = np.array([[50, 50], [60, 50], [60, 60]], np.int32)  # outside the image
+    ann = Annotation(Path("x.json"), [Polygon("a", "finger-1", 0, square), Polygon("b", "finger-1", 0, corner),
+                                      Polygon("c", "Ulna", 28, far)], [])
+    runs = ann.to_runs((4, 5))
+    assert rle_to_text(runs[0]) == "1 2 7 3 12 3"  # row 0: x 0..1; rows 1-2: x 1..3
+    assert all(len(r) == 0 for r in runs[1:])
+    assert runs[0].tolist() == mask_to_runs(_dense_truth(ann, 4, 5)[0]).tolist()
 
 
 # --------------------------------------------------------------------------- class overlay
@@ -157,7 +196,7 @@ def test_overlay_figure_size_and_legend() -> None:
     for c in range(NUM_CLASSES):
         r, k = divmod(c, 5)
         masks[c, 10 + r * 45 : 40 + r * 45, 10 + k * 38 : 40 + k * 38] = True
-    layers = viz.layers_from_masks(masks)
+    layers = [viz.mask_to_crop(m) for m in masks]
     fig = viz.overlay_figure(image, [("gt", layers)])
     assert fig.shape == (h, w + viz.legend_width(h), 3)
     legend = fig[:, w:]

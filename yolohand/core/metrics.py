@@ -6,13 +6,13 @@ score 1, an empty prediction against a non-empty truth scores ~0. No torch, no u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import numpy.typing as npt
 
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.core.rle import Runs, area, intersection_area
+
+__all__ = ["SMOOTH", "dice_score", "dice_masks", "dice_runs", "DiceTable"]
 
 SMOOTH: float = 1e-4
 
@@ -75,14 +75,6 @@ class DiceTable:
         self._names.add(image_name)
         self.image_names.append(image_name)
         self._rows.append(row)
-
-    def add_runs(self, image_name: str, pred: Sequence[Runs], gt: Sequence[Runs]) -> np.ndarray:
-        """Score one image from per-class runs (C run lists each) and record it; return (C,)."""
-        if len(pred) != self.num_classes or len(gt) != self.num_classes:
-            raise ValueError(f"{image_name}: expected {self.num_classes} masks per side")
-        row = np.array([dice_runs(p, g) for p, g in zip(pred, gt)], dtype=np.float64)
-        self.add(image_name, row)
-        return row
 
     @property
     def n_images(self) -> int:

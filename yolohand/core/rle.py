@@ -376,8 +376,9 @@ def stack_classes(runs_list: Sequence[Runs], stride: int) -> tuple[Runs, np.ndar
     """Concatenate per-class runs into one sorted list, class c shifted by ``c * stride``.
 
     ``stride`` must be >= every run end (H*W does), so that the classes stay apart and one
-    vectorised pass can serve all classes of an image. Returns (runs int64 (K, 2), class index
-    int64 (K,)); subtract ``cls * stride`` to get the original runs back.
+    vectorised pass can serve all classes of an image. Returns (runs int64 (K, 2), sorted and
+    disjoint (the last run of one class may touch the first of the next), class index int64 (K,));
+    subtract ``cls * stride`` to get the original runs back.
     """
     arrays = [_as_runs(r) for r in runs_list]
     counts = np.fromiter((len(r) for r in arrays), np.int64, len(arrays))

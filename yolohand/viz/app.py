@@ -22,12 +22,16 @@ runs it as ``__main__``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 APP_PATH = Path(__file__).resolve()
 VIEWS: dict[str, str] = {
@@ -71,9 +75,7 @@ def streamlit_command(
     return cmd
 
 
-# --------------------------------------------------------------------------- cached data access
-# Cached functions take (path, mtime) so an edited file is re-read; they are defined inside
-# `main()` because the decorators need Streamlit.
+# --------------------------------------------------------------------------- helpers
 
 
 def _mtime(path: str) -> float:
@@ -105,46 +107,21 @@ def _saved_upload(upload) -> str:
     return str(path)
 
 
-def main(argv: Sequence[str] | None = None) -> None:  # noqa: C901 - one page, read top to bottom
-    """Build the page (called by Streamlit on every rerun)."""
-    import numpy as np
+# --------------------------------------------------------------------------- cached data access
+# Cached functions take (path, mtime) so an edited file is re-read. They are built on first use
+# (the decorators need Streamlit, which importing this module must not load).
+
+
+@functools.cache
+def _cached() -> SimpleNamespace:
+    """Namespace of the app's cached readers (built once per loaded module)."""
     import streamlit as st
 
-    from yolohand.config import default_path
-    from yolohand.core.classes import CLASSES, NUM_CLASSES
-    from yolohand.core.metrics import dice_runs
-    from yolohand.core.rle import area, crop_to_runs, intersection_area
     from yolohand.core.submission import read_image_names
-    from yolohand.data.layout import find_split, read_annotation, read_image
+    from yolohand.data.layout import find_split, read_image
     from yolohand.errors import YolohandError
-    from yolohand.viz.compare import bar_chart_png, compare_submissions, iou
-    from yolohand.viz.draw import (
-        compare_colors,
-        compare_runs_panel,
-        enlarge,
-        gray_to_rgb,
-        layers_from_annotation,
-        layers_from_runs,
-        overlay_figure,
-        prediction_runs,
-        runs_crop,
-        union_box,
-    )
-
-    st.set_page_config(page_title="yolohand", layout="wide")
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    qp = st.query_params
-
-    def setting(name: str, default: str | None) -> str | None:
-        return (qp.get(name) or getattr(args, name, None) or os.environ.get(f"YOLOHAND_APP_{name.upper()}")
-                or default)
-
-    def show_image(img, caption: str | None = None) -> None:
-        # PNG keeps the comparison colours exact; "stretch" is the newer spelling of full width.
-        try:
-            st.image(img, caption=caption, width="stretch", output_format="PNG")
-        except Exception:  # older Streamlit
-            st.image(img, caption=caption, use_container_width=True, output_format="PNG")
+    from yolohand.viz.compare import compare_submissions
+    from yolohand.viz.draw import prediction_runs
 
     @st.cache_data(show_spinner=False, max_entries=8)
     def names_of(path: str, mtime: float) -> list[str]:
@@ -176,7 +153,84 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: C901 - one page, r
     def xray(path: str, mtime: float):
         return read_image(path)
 
-    # ------------------------------------------------------------------ sidebar: settings
+    return SimpleNamespace(names_of=names_of, runs_of=runs_of, comparison=comparison,
+                           image_index=image_index, xray=xray)
+
+
+@dataclass
+class Page:
+    """What the sidebar settled, handed to every view."""
+
+    st: Any  # the streamlit module
+    query: Any  # st.query_params
+    root: str
+    shape: tuple[int, int]  # (H, W) the RLEs refer to
+    csv_a: str | None
+    csv_b: str | None
+    images: dict[str, dict]  # image name -> {path, json, split, rel} under root
+
+    def show_image(self, img, caption: str | None = None) -> None:
+        """PNG keeps the comparison colours exact; "stretch" is the newer spelling of full width."""
+        try:
+            self.st.image(img, caption=caption, width="stretch", output_format="PNG")
+        except Exception:  # older Streamlit
+            self.st.image(img, caption=caption, use_container_width=True, output_format="PNG")
+
+    def xray_of(self, name: str):
+        """uint8 (H, W) X-ray of an image name under root (None when absent); must match ``shape``."""
+        from yolohand.errors import YolohandError
+
+        info = self.images.get(name)
+        if info is None:
+            return None
+        img = _cached().xray(info["path"], _mtime(info["path"]))
+        if img.shape != self.shape:
+            raise YolohandError(f"{info['path']}: image is {img.shape[0]}x{img.shape[1]} but the image size "
+                                f"setting is {self.shape[0]}x{self.shape[1]}")
+        return img
+
+    def need_two_csvs(self) -> bool:
+        """True when CSV A and B are both set; otherwise says so on the page."""
+        if self.csv_a and self.csv_b:
+            return True
+        self.st.info("Choose CSV A and CSV B in the sidebar (path or upload).")
+        return False
+
+
+# --------------------------------------------------------------------------- sidebar
+
+
+def _csv_input(st, setting, label: str, key: str) -> str | None:
+    """A CSV path typed or uploaded in the sidebar (None when neither, or the path is missing)."""
+    sb = st.sidebar
+    path = sb.text_input(f"{label}: path", setting(key, "") or "", key=f"{key}_path")
+    upload = sb.file_uploader(f"... or upload {label}", type=["csv"], key=f"{key}_upload")
+    if upload is not None:
+        return _saved_upload(upload)
+    path = path.strip()
+    if not path:
+        return None
+    if not Path(path).expanduser().is_file():
+        sb.error(f"{label}: {path}: file not found")
+        return None
+    return str(Path(path).expanduser().resolve())
+
+
+def sidebar(st, argv: Sequence[str] | None) -> tuple[str, Page] | None:
+    """Draw the settings sidebar; (view key, Page), or None when the size setting is bad.
+
+    Settings, first found wins: query parameter, script argument, YOLOHAND_APP_* variable, default.
+    """
+    from yolohand.config import default_path
+    from yolohand.errors import YolohandError
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    qp = st.query_params
+
+    def setting(name: str, default: str | None) -> str | None:
+        return (qp.get(name) or getattr(args, name, None) or os.environ.get(f"YOLOHAND_APP_{name.upper()}")
+                or default)
+
     sb = st.sidebar
     sb.title("yolohand")
     view_keys = list(VIEWS)
@@ -186,183 +240,215 @@ def main(argv: Sequence[str] | None = None) -> None:  # noqa: C901 - one page, r
     view = sb.radio("View", view_keys, index=view_keys.index(view0), format_func=VIEWS.get, key="view")
     root = sb.text_input("Dataset root", setting("root", str(default_path("root"))), key="root")
     size_text = sb.text_input("Image size H,W (of the RLEs)", setting("size", "2048,2048"), key="size")
-
-    def csv_input(label: str, key: str) -> str | None:
-        path = sb.text_input(f"{label}: path", setting(key, "") or "", key=f"{key}_path")
-        upload = sb.file_uploader(f"... or upload {label}", type=["csv"], key=f"{key}_upload")
-        if upload is not None:
-            return _saved_upload(upload)
-        path = path.strip()
-        if not path:
-            return None
-        if not Path(path).expanduser().is_file():
-            sb.error(f"{label}: {path}: file not found")
-            return None
-        return str(Path(path).expanduser().resolve())
-
-    csv_a = csv_input("CSV A", "a")
-    csv_b = csv_input("CSV B", "b")
+    csv_a = _csv_input(st, setting, "CSV A", "a")
+    csv_b = _csv_input(st, setting, "CSV B", "b")
     sb.caption("Colours: white = both, green = only A, red = only B.")
-
     try:
         shape = _parse_size(size_text)
     except YolohandError as exc:
         st.error(str(exc))
+        return None
+    images = _cached().image_index(str(Path(root).expanduser())) if root else {}
+    return view, Page(st, qp, root, shape, csv_a, csv_b, images)
+
+
+# --------------------------------------------------------------------------- view 1: one image, one class
+
+
+def view_pair(page: Page) -> None:
+    """Two CSVs on one image: the chosen class's both / only-A / only-B pixels beside the X-ray."""
+    import numpy as np
+
+    from yolohand.core.classes import CLASSES, NUM_CLASSES
+    from yolohand.viz.compare import image_iou
+    from yolohand.viz.draw import compare_colors, enlarge, gray_to_rgb, union_box
+
+    st, cache, shape = page.st, _cached(), page.shape
+    if not page.need_two_csvs():
         return
-    images = image_index(str(Path(root).expanduser())) if root else {}
+    names = cache.names_of(page.csv_a, _mtime(page.csv_a))
+    if not names:
+        st.warning(f"{page.csv_a}: no images")
+        return
+    q_image = page.query.get("image")
+    image = st.selectbox("Image", names, index=names.index(q_image) if q_image in names else 0, key="pair_image")
+    ra = cache.runs_of(page.csv_a, _mtime(page.csv_a), image, shape)
+    rb = cache.runs_of(page.csv_b, _mtime(page.csv_b), image, shape)
+    agree = image_iou(ra, rb, shape[0] * shape[1])
+    inter, aa, bb, scores = agree.inter, agree.area_a, agree.area_b, agree.iou
+    q_class = page.query.get("class")
+    default = CLASSES.index(q_class) if q_class in CLASSES else int(np.argmin(scores))
+    cls = st.selectbox("Class", range(NUM_CLASSES), index=default, key="pair_class",
+                       format_func=lambda c: f"{CLASSES[c]}  (IoU {scores[c]:.3f})")
+    pad = st.slider("Margin around the region (px)", 0, 256, 16, key="pair_pad")
+    m = st.columns(4)
+    m[0].metric("IoU", f"{scores[cls]:.4f}")
+    m[1].metric("both (white)", int(inter[cls]))
+    m[2].metric("only A (green)", int(aa[cls] - inter[cls]))
+    m[3].metric("only B (red)", int(bb[cls] - inter[cls]))
+    box = union_box(ra[cls], rb[cls], shape, pad)
+    if box is None:
+        st.info(f"{CLASSES[cls]}: empty in both CSVs on {image}.")
+    else:
+        from yolohand.core.rle import runs_crop
 
-    def xray_of(name: str):
-        info = images.get(name)
-        if info is None:
-            return None
-        img = xray(info["path"], _mtime(info["path"]))
-        if img.shape != shape:
-            raise YolohandError(f"{info['path']}: image is {img.shape[0]}x{img.shape[1]} but the image size "
-                                f"setting is {shape[0]}x{shape[1]}")
-        return img
+        y0, x0, y1, x1 = box
+        colours = compare_colors(runs_crop(ra[cls], box, shape), runs_crop(rb[cls], box, shape))
+        img = page.xray_of(image)
+        side = 480
+        left, right = st.columns(2)
+        with left:
+            if img is None:
+                st.info(f"X-ray {image} not found under {page.root}")
+            else:
+                page.show_image(enlarge(gray_to_rgb(img[y0:y1, x0:x1]), side),
+                                f"X-ray {image}, rows {y0}-{y1}, cols {x0}-{x1}")
+        with right:
+            page.show_image(enlarge(colours, side), f"{CLASSES[cls]}: white both, green only A, red only B")
+    with st.expander("All classes on this image"):
+        st.dataframe({"class": list(CLASSES), "IoU": np.round(scores, 4), "A px": aa, "B px": bb,
+                      "both px": inter}, hide_index=True)
 
+
+# --------------------------------------------------------------------------- view 2: per-class IoU
+
+
+def view_classes(page: Page) -> None:
+    """Per-class IoU of two CSVs: bar chart, classes under a threshold, least agreeing pairs."""
+    import numpy as np
+
+    from yolohand.core.classes import CLASSES
+    from yolohand.viz.compare import bar_chart_png
+    from yolohand.viz.draw import compare_runs_panel
+
+    st = page.st
+    if not page.need_two_csvs():
+        return
+    cmp = _cached().comparison(page.csv_a, _mtime(page.csv_a), page.csv_b, _mtime(page.csv_b), page.shape)
+    per_class = cmp.per_class_iou()
+    lo = float(np.floor(per_class.min() * 100) / 100) if per_class.size else 0.0
+    threshold = st.slider("Highlight classes with IoU below", 0.0, 1.0,
+                          float(min(0.99, max(lo + 0.01, float(np.median(per_class))))), 0.005, format="%.3f",
+                          key="threshold")
+    m = st.columns(3)
+    m[0].metric("images", cmp.n_images)
+    m[1].metric("mean per-class IoU", f"{cmp.mean_iou():.4f}")
+    m[2].metric("classes below", int((per_class < threshold).sum()))
+    left, right = st.columns([3, 2])
+    with left:
+        page.show_image(bar_chart_png(per_class, f"{Path(page.csv_a).name} vs {Path(page.csv_b).name}", threshold))
+    with right:
+        low = [c for c in np.argsort(per_class, kind="stable") if per_class[c] < threshold]
+        st.subheader(f"Under {threshold:.3f}")
+        st.dataframe({"class": [CLASSES[c] for c in low], "IoU": [round(float(per_class[c]), 4) for c in low]},
+                     hide_index=True)
+        st.caption("IoU per class = sum of intersections / sum of unions over all images; "
+                   "two empty masks agree (IoU 1).")
+    st.subheader("Least agreeing image/class pairs")
+    cols = st.columns(4)
+    for i, diff in enumerate(cmp.worst):
+        panel = compare_runs_panel(diff.runs_a, diff.runs_b, page.shape, page.xray_of(diff.image_name), min_side=200)
+        with cols[i % 4]:
+            if panel is not None:
+                page.show_image(panel, f"{diff.image_name} {diff.class_name}: IoU {diff.iou:.3f}")
+
+
+# --------------------------------------------------------------------------- view 3: browse the data
+
+
+def view_browse(page: Page) -> None:
+    """Ground truth and/or a CSV's masks over one X-ray; validation where both exist."""
+    from yolohand.data.layout import read_annotation
+    from yolohand.errors import YolohandError
+    from yolohand.viz.draw import gray_to_rgb, layers_from_runs, overlay_figure
+
+    st, cache, images, csv_a = page.st, _cached(), page.images, page.csv_a
+    if not images:
+        st.info(f"No images under {page.root}/{{train,test}}/DCM: set the dataset root in the sidebar.")
+        return
+    splits = sorted({v["split"] for v in images.values()}, key=["train", "test"].index)
+    q_image = page.query.get("image")
+    q_split = images[q_image]["split"] if q_image in images else splits[0]
+    split = st.radio("Split", splits, horizontal=True, index=splits.index(q_split), key="browse_split")
+    names = sorted((n for n, v in images.items() if v["split"] == split), key=lambda n: images[n]["rel"])
+    name = st.selectbox("Image", names, index=names.index(q_image) if q_image in names else 0,
+                        format_func=lambda n: images[n]["rel"], key="browse_image")
+    which = st.radio("Predictions from", ["none", "CSV A", "CSV B"], horizontal=True,
+                     index=1 if csv_a else 0, key="browse_csv")
+    alpha = st.slider("Fill opacity", 0.0, 1.0, 0.35, 0.05, key="browse_alpha")
+    info = images[name]
+    img = cache.xray(info["path"], _mtime(info["path"]))
+    h, w = img.shape
+    panels, truth, pred = [], None, None
+    if info["json"]:
+        ann = read_annotation(info["json"])
+        truth = ann.to_runs((h, w))
+        panels.append(("ground truth", layers_from_runs(truth, (h, w))))
+        for problem in ann.problems[:5]:
+            st.warning(problem)
+    pred_csv = {"CSV A": csv_a, "CSV B": page.csv_b}.get(which)
+    if pred_csv:
+        try:
+            pred = cache.runs_of(pred_csv, _mtime(pred_csv), name, (h, w))
+            panels.append((f"prediction: {Path(pred_csv).name}", layers_from_runs(pred, (h, w))))
+        except YolohandError as exc:
+            st.info(str(exc))
+    if not panels:
+        page.show_image(gray_to_rgb(img), f"{info['rel']} (no annotation; choose a CSV to see predictions)")
+    else:
+        page.show_image(overlay_figure(img, panels, alpha, legend_title=name), info["rel"])
+    if truth is not None and pred is not None:
+        _validation(page, img, pred, truth)
+
+
+def _validation(page: Page, img, pred: list, truth: list) -> None:
+    """Dice per class of a prediction against the ground truth, and the worst class's picture."""
+    import numpy as np
+
+    from yolohand.core.classes import CLASSES, NUM_CLASSES
+    from yolohand.core.rle import area
+    from yolohand.results.evaluate import image_dice
+    from yolohand.viz.draw import compare_runs_panel
+
+    st = page.st
+    h, w = img.shape
+    st.subheader("Validation: prediction against ground truth")
+    dice = image_dice(pred, truth, h * w)
+    st.metric("mean Dice on this image", f"{float(np.mean(dice)):.4f}")
+    left, right = st.columns([2, 3])
+    with left:
+        st.dataframe({"class": list(CLASSES), "Dice": np.round(dice, 4),
+                      "pred px": [area(p) for p in pred], "GT px": [area(g) for g in truth]}, hide_index=True)
+    with right:
+        cls = st.selectbox("Class", range(NUM_CLASSES), index=int(np.argmin(dice)), key="val_class",
+                           format_func=lambda c: f"{CLASSES[c]}  (Dice {dice[c]:.3f})")
+        panel = compare_runs_panel(truth[cls], pred[cls], (h, w), img, min_side=360)
+        if panel is None:
+            st.info(f"{CLASSES[cls]}: empty in both.")
+        else:
+            page.show_image(panel, f"{CLASSES[cls]}: X-ray | white both, green only ground truth, "
+                                   "red only prediction")
+
+
+# --------------------------------------------------------------------------- the page
+
+VIEW_FUNCTIONS = {"pair": view_pair, "classes": view_classes, "browse": view_browse}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Build the page (called by Streamlit on every rerun): the sidebar, then the chosen view."""
+    import streamlit as st
+
+    from yolohand.errors import YolohandError
+
+    st.set_page_config(page_title="yolohand", layout="wide")
+    settled = sidebar(st, argv)
+    if settled is None:
+        return
+    view, page = settled
     st.header(VIEWS[view])
     try:
-        # -------------------------------------------------------------- view 1: one image, one class
-        if view == "pair":
-            if not (csv_a and csv_b):
-                st.info("Choose CSV A and CSV B in the sidebar (path or upload).")
-                return
-            names = names_of(csv_a, _mtime(csv_a))
-            if not names:
-                st.warning(f"{csv_a}: no images")
-                return
-            q_image = qp.get("image")
-            image = st.selectbox("Image", names, index=names.index(q_image) if q_image in names else 0,
-                                 key="pair_image")
-            ra = runs_of(csv_a, _mtime(csv_a), image, shape)
-            rb = runs_of(csv_b, _mtime(csv_b), image, shape)
-            inter = np.array([intersection_area(x, y) for x, y in zip(ra, rb)])
-            aa = np.array([area(x) for x in ra])
-            bb = np.array([area(y) for y in rb])
-            scores = iou(inter, aa, bb)
-            q_class = qp.get("class")
-            default = CLASSES.index(q_class) if q_class in CLASSES else int(np.argmin(scores))
-            cls = st.selectbox("Class", range(NUM_CLASSES), index=default, key="pair_class",
-                               format_func=lambda c: f"{CLASSES[c]}  (IoU {scores[c]:.3f})")
-            pad = st.slider("Margin around the region (px)", 0, 256, 16, key="pair_pad")
-            m = st.columns(4)
-            m[0].metric("IoU", f"{scores[cls]:.4f}")
-            m[1].metric("both (white)", int(inter[cls]))
-            m[2].metric("only A (green)", int(aa[cls] - inter[cls]))
-            m[3].metric("only B (red)", int(bb[cls] - inter[cls]))
-            box = union_box(ra[cls], rb[cls], shape, pad)
-            if box is None:
-                st.info(f"{CLASSES[cls]}: empty in both CSVs on {image}.")
-            else:
-                y0, x0, y1, x1 = box
-                colours = compare_colors(runs_crop(ra[cls], box, shape), runs_crop(rb[cls], box, shape))
-                img = xray_of(image)
-                side = 480
-                left, right = st.columns(2)
-                with left:
-                    if img is None:
-                        st.info(f"X-ray {image} not found under {root}")
-                    else:
-                        show_image(enlarge(gray_to_rgb(img[y0:y1, x0:x1]), side),
-                                   f"X-ray {image}, rows {y0}-{y1}, cols {x0}-{x1}")
-                with right:
-                    show_image(enlarge(colours, side), f"{CLASSES[cls]}: white both, green only A, red only B")
-            with st.expander("All classes on this image"):
-                st.dataframe({"class": list(CLASSES), "IoU": np.round(scores, 4), "A px": aa, "B px": bb,
-                              "both px": inter}, hide_index=True)
-
-        # -------------------------------------------------------------- view 2: per-class IoU
-        elif view == "classes":
-            if not (csv_a and csv_b):
-                st.info("Choose CSV A and CSV B in the sidebar (path or upload).")
-                return
-            cmp = comparison(csv_a, _mtime(csv_a), csv_b, _mtime(csv_b), shape)
-            per_class = cmp.per_class_iou()
-            lo = float(np.floor(per_class.min() * 100) / 100) if per_class.size else 0.0
-            threshold = st.slider("Highlight classes with IoU below", 0.0, 1.0,
-                                  float(min(0.99, max(lo + 0.01, float(np.median(per_class))))), 0.005, format="%.3f",
-                                  key="threshold")
-            m = st.columns(3)
-            m[0].metric("images", cmp.n_images)
-            m[1].metric("mean per-class IoU", f"{cmp.mean_iou():.4f}")
-            m[2].metric("classes below", int((per_class < threshold).sum()))
-            left, right = st.columns([3, 2])
-            with left:
-                show_image(bar_chart_png(per_class, f"{Path(csv_a).name} vs {Path(csv_b).name}", threshold))
-            with right:
-                low = [c for c in np.argsort(per_class, kind="stable") if per_class[c] < threshold]
-                st.subheader(f"Under {threshold:.3f}")
-                st.dataframe({"class": [CLASSES[c] for c in low], "IoU": [round(float(per_class[c]), 4) for c in low]},
-                             hide_index=True)
-                st.caption("IoU per class = sum of intersections / sum of unions over all images; "
-                           "two empty masks agree (IoU 1).")
-            st.subheader("Least agreeing image/class pairs")
-            cols = st.columns(4)
-            for i, diff in enumerate(cmp.worst):
-                panel = compare_runs_panel(diff.runs_a, diff.runs_b, shape, xray_of(diff.image_name), min_side=200)
-                with cols[i % 4]:
-                    if panel is not None:
-                        show_image(panel, f"{diff.image_name} {diff.class_name}: IoU {diff.iou:.3f}")
-
-        # -------------------------------------------------------------- view 3: browse the data
-        else:
-            if not images:
-                st.info(f"No images under {root}/{{train,test}}/DCM: set the dataset root in the sidebar.")
-                return
-            splits = sorted({v["split"] for v in images.values()}, key=["train", "test"].index)
-            q_image = qp.get("image")
-            q_split = images[q_image]["split"] if q_image in images else splits[0]
-            split = st.radio("Split", splits, horizontal=True, index=splits.index(q_split), key="browse_split")
-            names = sorted((n for n, v in images.items() if v["split"] == split), key=lambda n: images[n]["rel"])
-            name = st.selectbox("Image", names, index=names.index(q_image) if q_image in names else 0,
-                                format_func=lambda n: images[n]["rel"], key="browse_image")
-            which = st.radio("Predictions from", ["none", "CSV A", "CSV B"], horizontal=True,
-                             index=1 if csv_a else 0, key="browse_csv")
-            alpha = st.slider("Fill opacity", 0.0, 1.0, 0.35, 0.05, key="browse_alpha")
-            info = images[name]
-            img = xray(info["path"], _mtime(info["path"]))
-            h, w = img.shape
-            panels = []
-            gt_layers = None
-            if info["json"]:
-                ann = read_annotation(info["json"])
-                gt_layers = layers_from_annotation(ann, h, w)
-                panels.append(("ground truth", gt_layers))
-                for problem in ann.problems[:5]:
-                    st.warning(problem)
-            pred_csv = {"CSV A": csv_a, "CSV B": csv_b}.get(which)
-            pred = None
-            if pred_csv:
-                try:
-                    pred = runs_of(pred_csv, _mtime(pred_csv), name, (h, w))
-                    panels.append((f"prediction: {Path(pred_csv).name}", layers_from_runs(pred, (h, w))))
-                except YolohandError as exc:
-                    st.info(str(exc))
-            if not panels:
-                show_image(gray_to_rgb(img), f"{info['rel']} (no annotation; choose a CSV to see predictions)")
-            else:
-                show_image(overlay_figure(img, panels, alpha, legend_title=name), info["rel"])
-            if gt_layers is not None and pred is not None:
-                st.subheader("Validation: prediction against ground truth")
-                gt_runs = [crop_to_runs(g.mask, g.y0, g.x0, (h, w)) if g is not None else np.zeros((0, 2), np.int64)
-                           for g in gt_layers]
-                dice = [dice_runs(p, g) for p, g in zip(pred, gt_runs)]
-                st.metric("mean Dice on this image", f"{float(np.mean(dice)):.4f}")
-                left, right = st.columns([2, 3])
-                with left:
-                    st.dataframe({"class": list(CLASSES), "Dice": np.round(dice, 4),
-                                  "pred px": [area(p) for p in pred], "GT px": [area(g) for g in gt_runs]},
-                                 hide_index=True)
-                with right:
-                    cls = st.selectbox("Class", range(NUM_CLASSES), index=int(np.argmin(dice)), key="val_class",
-                                       format_func=lambda c: f"{CLASSES[c]}  (Dice {dice[c]:.3f})")
-                    panel = compare_runs_panel(gt_runs[cls], pred[cls], (h, w), img, min_side=360)
-                    if panel is None:
-                        st.info(f"{CLASSES[cls]}: empty in both.")
-                    else:
-                        show_image(panel, f"{CLASSES[cls]}: X-ray | white both, green only ground truth, "
-                                          "red only prediction")
+        VIEW_FUNCTIONS[view](page)
     except YolohandError as exc:
         st.error(str(exc))
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yolohand.core import rle
 from yolohand.core.atomic import atomic_file
 from yolohand.core.classes import CLASSES, COLORS, NUM_CLASSES
-from yolohand.core import rle
 from yolohand.core.rle import Runs
 from yolohand.data.layout import Annotation
 
