@@ -32,7 +32,7 @@ from yolohand.cli import app as cli_app
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.core.rle import encode
 from yolohand.core.submission import write_submission
-from yolohand.viz.app import STREAMLIT_FLAGS, parse_args, streamlit_command
+from yolohand.viz.app import APP_PATH, STREAMLIT_FLAGS, parse_args, streamlit_command
 
 WINDOW = (1400, 1000)  # width, height of the screenshot
 
@@ -81,6 +81,135 @@ def test_app_command_rejects_missing_csv(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli_app, ["app", "--a", str(tmp_path / "nope.csv")])
     assert result.exit_code != 0
     assert "nope.csv" in str(result.exception)
+
+
+# --------------------------------------------------------------------------- views (AppTest, no browser)
+
+needs_streamlit = pytest.mark.skipif(importlib.util.find_spec("streamlit") is None,
+                                     reason="streamlit not installed (yolohand[app])")
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, **query: str):
+    """An AppTest of the real script, run once with ``query`` as the URL's query parameters."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(sys, "argv", ["app.py"])  # not pytest's arguments
+    for name in ("A", "B", "ROOT", "SIZE"):
+        monkeypatch.delenv(f"YOLOHAND_APP_{name}", raising=False)
+    at = AppTest.from_file(str(APP_PATH), default_timeout=120)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+@needs_streamlit
+def test_pair_view_counts_the_shifted_square(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv_a, csv_b = _two_csvs(tmp_path)
+    at = _app(monkeypatch, a=str(csv_a), b=str(csv_b), view="pair", root=str(tmp_path / "root"), size="96,96")
+    # 40x40 squares 12 px apart: 28x40 both, 12x40 only in each; IoU 1120 / 2080.
+    assert _metrics(at) == {"IoU": f"{1120 / 2080:.4f}", "both (white)": "1120", "only A (green)": "480",
+                            "only B (red)": "480"}
+    assert at.selectbox(key="pair_class").value == 0  # the least agreeing class is chosen
+    captions = [c for img in at.image for c in img.captions]
+    assert any(c.startswith("X-ray image1.png, rows 4-76, cols 4-88") for c in captions), captions
+    assert any("white both, green only A, red only B" in c for c in captions)
+    table = at.dataframe[0].value
+    assert table["IoU"].tolist() == [round(1120 / 2080, 4)] + [1.0] * (NUM_CLASSES - 1)
+    # Another class: empty in both, said so instead of a picture.
+    at.selectbox(key="pair_class").set_value(5).run()
+    assert any("empty in both CSVs" in i.value for i in at.info)
+
+
+@needs_streamlit
+def test_classes_view_lists_the_disagreeing_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv_a, csv_b = _two_csvs(tmp_path)
+    at = _app(monkeypatch, a=str(csv_a), b=str(csv_b), view="classes", root=str(tmp_path / "root"), size="96,96")
+    mean = (1120 / 2080 + NUM_CLASSES - 1) / NUM_CLASSES
+    assert _metrics(at) == {"images": "1", "mean per-class IoU": f"{mean:.4f}", "classes below": "1"}
+    below = at.dataframe[0].value
+    assert below["class"].tolist() == ["finger-1"] and below["IoU"].tolist() == [round(1120 / 2080, 4)]
+    captions = [c for img in at.image for c in img.captions]
+    assert captions[-1] == f"image1.png finger-1: IoU {1120 / 2080:.3f}"  # the one worst pair
+    at.slider(key="threshold").set_value(0.5).run()
+    assert _metrics(at)["classes below"] == "0"
+
+
+def _gt_and_eroded(root: Path, folder: Path) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """CSV A = the ground truth of every image, CSV B = it eroded by a 3x3 square; and the
+    dense reference Dice of B per train image (gt_masks + dice_masks, no runs)."""
+    from yolohand.core.metrics import dice_masks
+    from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
+
+    items_a, items_b, dice = [], [], {}
+    for split in ("train", "test"):
+        for rec in find_split(root, split).records:
+            h, w = image_size(rec.image_path)
+            m = gt_masks(read_annotation(rec.json_path), h, w).view(np.uint8)
+            eroded = np.stack([cv2.erode(x, np.ones((3, 3), np.uint8)) for x in m])
+            items_a.append((rec.rel_path, rec.name, [encode(x) for x in m]))
+            items_b.append((rec.rel_path, rec.name, [encode(x) for x in eroded]))
+            dice[rec.name] = dice_masks(eroded, m)
+    pa, pb = folder / "gt.csv", folder / "eroded.csv"
+    write_submission(pa, [item[1:] for item in sorted(items_a)])
+    write_submission(pb, [item[1:] for item in sorted(items_b)])
+    return pa, pb, dice
+
+
+@needs_streamlit
+def test_browse_view_overlays_and_validates(synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yolohand.data.layout import find_split
+
+    csv_a, csv_b, dice = _gt_and_eroded(synth_root, tmp_path)
+    rec = find_split(synth_root, "train").records[1]
+    at = _app(monkeypatch, a=str(csv_a), b=str(csv_b), view="browse", root=str(synth_root), size="256,256",
+              image=rec.name)
+    assert at.radio(key="browse_split").value == "train" and at.selectbox(key="browse_image").value == rec.name
+    assert [c for img in at.image for c in img.captions][0] == rec.rel_path  # the overlay, ground truth | CSV A
+    assert _metrics(at) == {"mean Dice on this image": "1.0000"}  # CSV A is the ground truth
+    at.radio(key="browse_csv").set_value("CSV B").run()
+    assert _metrics(at) == {"mean Dice on this image": f"{float(np.mean(dice[rec.name])):.4f}"}
+    table = at.dataframe[0].value
+    np.testing.assert_allclose(table["Dice"], np.round(dice[rec.name], 4))
+    from yolohand.core.classes import CLASSES
+
+    options = at.selectbox(key="val_class").options
+    assert options == [f"{name}  (Dice {d:.3f})" for name, d in zip(CLASSES, dice[rec.name])]
+    # No predictions: the ground truth alone, no validation.
+    at.radio(key="browse_csv").set_value("none").run()
+    assert not at.metric and len(at.image) == 1
+
+
+@needs_streamlit
+def test_views_explain_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = _app(monkeypatch, view="pair", root=str(tmp_path / "nowhere"))
+    assert [i.value for i in at.info] == ["Choose CSV A and CSV B in the sidebar (path or upload)."]
+    at = _app(monkeypatch, view="browse", root=str(tmp_path / "nowhere"))
+    assert "No images under" in at.info[0].value
+    at = _app(monkeypatch, view="classes", a=str(tmp_path / "missing.csv"))
+    assert any("file not found" in e.value for e in at.sidebar.error)
+    at = _app(monkeypatch, view="pair", size="big")
+    assert "expected H,W" in at.error[0].value
+
+
+@needs_streamlit
+def test_pair_view_from_uploaded_csvs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    csv_a, csv_b = _two_csvs(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    at = _app(monkeypatch, view="pair", root=str(tmp_path / "root"), size="96,96")
+    at.sidebar.file_uploader(key="a_upload").set_value(("a.csv", csv_a.read_bytes(), "text/csv"))
+    at.sidebar.file_uploader(key="b_upload").set_value(("b.csv", csv_b.read_bytes(), "text/csv"))
+    at.run()
+    assert not at.exception
+    assert _metrics(at)["IoU"] == f"{1120 / 2080:.4f}"
+    assert len(list((tmp_path / "tmp" / "yolohand_app_uploads").glob("*_a.csv"))) == 1
 
 
 # --------------------------------------------------------------------------- real browser

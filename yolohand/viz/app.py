@@ -17,6 +17,11 @@ variables ``YOLOHAND_APP_A`` / ``_B`` / ``_ROOT`` / ``_SIZE``, then the defaults
 ``yolohand.yaml`` / ``datasets/handbone``, size 2048,2048). CSVs can also be uploaded in the
 sidebar. Importing this module does not import Streamlit; the page is built only when Streamlit
 runs it as ``__main__``.
+
+Shape: :func:`main` draws the :func:`sidebar` (settings -> a :class:`Page`), then calls one view
+function (:data:`VIEW_FUNCTIONS`); the numbers come from library functions
+(:func:`yolohand.viz.compare.image_iou`, :func:`yolohand.results.evaluate.image_dice`,
+:meth:`yolohand.data.layout.Annotation.to_runs`), so the app only lays them out.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+__all__ = [
+    "APP_PATH", "VIEWS", "STREAMLIT_FLAGS", "INSTALL_HINT", "parse_args", "streamlit_command", "Page",
+    "sidebar", "view_pair", "view_classes", "view_browse", "VIEW_FUNCTIONS", "main",
+]
 
 APP_PATH = Path(__file__).resolve()
 VIEWS: dict[str, str] = {
