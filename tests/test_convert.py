@@ -290,12 +290,23 @@ def test_existing_output_needs_force_and_rerun_reuses(tmp_path: Path) -> None:
         convert_dataset(root, out, folds=2, progress=False, workers=1)
     label = out / "labels" / "ID001" / "image1661100010000.txt"
     before = label.read_text()
-    # Touch one JSON: only that image is recomputed, the rest is hard-linked.
+    # Touching a JSON changes nothing: reuse is decided by content.
     js = root / "train" / "outputs_json" / "ID001" / "image1661100010000.json"
-    os.utime(js, ns=(js.stat().st_atime_ns, js.stat().st_mtime_ns + 10**9))
+    st = js.stat()
+    os.utime(js, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     second = convert_dataset(root, out, folds=2, progress=False, workers=1, force=True)
-    assert second.reused == 5 and label.read_text() == before
+    assert second.reused == 6 and label.read_text() == before
     assert second.fidelity == first.fidelity and second.folds == first.folds
+    # Editing it in place with the same size and mtime must not reuse its stale labels.
+    text = js.read_text()
+    edited = text.replace("[5, 50]", "[7, 50]", 1)
+    assert edited != text and len(edited) == len(text)
+    js.write_text(edited)
+    os.utime(js, ns=(st.st_atime_ns, st.st_mtime_ns))
+    third = convert_dataset(root, out, folds=2, progress=False, workers=1, force=True)
+    assert third.reused == 5 and label.read_text() != before
+    assert label.read_text().split("\n")[0] == "0 " + " ".join(
+        f"{v / 10**6:.6f}" for v in normalise_points(np.array([[7, 50], [11, 50], [11, 56], [5, 56]]), 100, 200).ravel())
     assert not list(tmp_path.glob(".yolo.*"))  # no temp folders left behind
 
 
@@ -329,3 +340,95 @@ def test_setup_offline_installs_fonts(tmp_path: Path, monkeypatch: pytest.Monkey
         assert (folder / "Arial.ttf").read_bytes()[:4] == b"\x00\x01\x00\x00"  # a TrueType font
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "mine"))
     assert setup_offline() == tmp_path / "mine"  # an explicit YOLO_CONFIG_DIR is kept
+
+
+# --------------------------------------------------------------------------- outputs never harm inputs
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["root", "inside", "around"])
+def test_output_overlapping_the_root_is_refused_even_with_force(tmp_path: Path, where: str) -> None:
+    root = _make_root(tmp_path / "nest", n_ids=2)
+    before = _tree(tmp_path)
+    out = {"root": root, "inside": root / "yolo", "around": root.parent}[where]
+    words = {"root": "is also an input", "inside": "lies inside the input", "around": "contains the input"}[where]
+    with pytest.raises(YolohandError, match=words):
+        convert_dataset(root, out, folds=2, progress=False, workers=1, force=True)
+    assert _tree(tmp_path) == before
+
+
+def test_output_through_a_symlink_to_the_root_is_refused(tmp_path: Path) -> None:
+    root = _make_root(tmp_path, n_ids=2)
+    (tmp_path / "link").symlink_to(root, target_is_directory=True)
+    with pytest.raises(YolohandError, match="is also an input"):
+        convert_dataset(root, tmp_path / "link", folds=2, progress=False, workers=1, force=True)
+    assert (root / "train" / "DCM").is_dir()
+
+
+def test_force_replaces_only_a_previous_converted_dataset(tmp_path: Path) -> None:
+    root = _make_root(tmp_path, n_ids=2)
+    (tmp_path / "somefile").write_text("mine")
+    with pytest.raises(YolohandError, match="not a folder"):
+        convert_dataset(root, tmp_path / "somefile", folds=2, progress=False, workers=1, force=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(YolohandError, match="not a previous yolohand converted dataset"):
+        convert_dataset(root, mine, folds=2, progress=False, workers=1, force=True)
+    assert (tmp_path / "somefile").read_text() == "mine" and (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handbone", "mine", "somefile"]  # no .NAME.old
+
+
+def test_unwritable_output_place_fails_before_the_work(tmp_path: Path) -> None:
+    root = _make_root(tmp_path, n_ids=2)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(YolohandError, match="is not a folder"):
+        convert_dataset(root, tmp_path / "file" / "yolo", folds=2, progress=False, workers=1)
+    with pytest.raises(YolohandError, match="cannot write in /proc"):
+        convert_dataset(root, "/proc/yolo", folds=2, progress=False, workers=1)
+
+
+def test_broken_images_are_decoded_and_skipped_without_imgsz(tmp_path: Path) -> None:
+    root = _make_root(tmp_path, n_ids=3)
+    dcm = root / "train" / "DCM"
+    png = dcm / "ID001" / "image1661100010000.png"
+    png.write_bytes(png.read_bytes()[:80])  # header fine, pixel data truncated
+    link = dcm / "ID002" / "image1661100020000.png"
+    link.unlink()
+    link.symlink_to(tmp_path / "gone.png")  # dangling symlink
+    report = convert_dataset(root, tmp_path / "yolo", folds=2, progress=False, workers=1)
+    skipped = {s["file"]: s["problem"] for s in report.skipped}
+    assert "not a readable image" in skipped["ID001/image1661100010000.png"]
+    assert "broken symlink" in skipped["ID002/image1661100020000.png"]
+    assert report.n_images == 4
+
+
+def test_one_pixel_image_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    root = _make_root(tmp_path, n_ids=2)
+    _write_image(root / "train" / "DCM" / "ID001" / "image1661100010000.png", 1, 1)
+    report = convert_dataset(root, tmp_path / "yolo", folds=2, progress=False, workers=1)
+    assert [s["file"] for s in report.skipped] == ["ID001/image1661100010000.png"]
+    assert "no usable polygon" in report.skipped[0]["problem"]
+    assert any("too small to hold a polygon" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("points, reason", [
+    ([[300, 300], [320, 300], [320, 320]], "outside the image"),
+    ([[10, 10], [20, 20], [30, 30]], "fewer than 3 distinct non-collinear points"),
+])
+def test_dropped_polygon_is_a_warning_and_its_class_missing(tmp_path: Path, points, reason) -> None:
+    root = _make_root(tmp_path, n_ids=2)
+    anns = _full_annotation()
+    anns[3] = _ann(3, CLASSES[3], points)
+    js = root / "train" / "outputs_json" / "ID001" / "image1661100010000.json"
+    _write_json(js, anns)
+    report = convert_dataset(root, tmp_path / "yolo", folds=2, progress=False, workers=1)
+    assert len(report.drops) == 1 and reason in report.drops[0]["reason"]
+    assert [w for w in report.warnings if str(js) in w] == [
+        f"{js}: annotation 3-uuid: {CLASSES[3]}: polygon dropped ({report.drops[0]['reason']})",
+        f"{js}: class {CLASSES[3]}: missing (its only polygon was dropped)",
+    ]
+    assert "dropped 1;" in report.lines()[1] and "2 warnings" in report.lines()[4]

@@ -39,27 +39,33 @@ Train and predict must import CHANNELS from here.
 Bad input (fatal = YolohandError, non-zero exit, nothing written; warning = listed in the
 report and counted in the summary):
 
-* fatal: root or ``<root>/train/DCM`` missing; no images; no image with a JSON; an ``--exclude``
-  entry that matches no image; fewer patient IDs than folds; no image left to convert; the
-  output exists and ``--force`` is not given.
+* fatal, before any work: root or ``<root>/train/DCM`` missing; no images; no image with a JSON;
+  an ``--exclude`` entry that matches no image; fewer patient IDs than folds; ``--folds`` < 2;
+  ``--imgsz`` not a multiple of 32; the output equals the root, lies inside it or contains it;
+  the output exists and ``--force`` is not given, or it is not a previous converted dataset
+  (a file, or a folder without ``convert_report.json`` / yolohand's marker), or its place is
+  not writable (:func:`yolohand.core.paths.check_output`). Fatal after the work: no image left.
 * warning, image skipped: JSON that does not parse (or has no ``annotations`` list); image
-  without JSON; unreadable image (header not readable; with --imgsz: not decodable); no usable
-  polygon left.
+  without JSON; unreadable image: every image is decoded in the workers, as ultralytics will
+  read it, so a truncated or corrupt PNG (or a broken symlink) is skipped here rather than
+  dropped later by ultralytics; no usable polygon left.
 * warning, image kept: JSON without image (ignored); unknown label (that annotation is left
-  out); class missing or present twice; polygon dropped by the repair (< 3 points, no area).
+  out); class missing or present twice; polygon dropped by the repair (< 3 points, no area,
+  outside the image), and then "class missing" when it was the class's only polygon.
 
 Known bad data (``--drop-known-bad``, :data:`KNOWN_BAD`): the two images DESIGN.md names as
 mislabelled. ID363 (ring) and ID487 (object on the wrist) are correctly labelled and stay in:
 foreign objects also occur in the test set, so they are useful training examples.
 
 Re-running: with ``--force`` and unchanged inputs, labels (and resized images) of images whose
-fingerprint (sizes and mtimes of PNG and JSON, converter version, --imgsz) matches the previous
-report are hard-linked from the previous output instead of being recomputed.
+:func:`fingerprint` (SHA-1 of the PNG and of the JSON, converter version, --imgsz) matches the
+previous report are hard-linked from the previous output instead of being recomputed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -74,8 +80,9 @@ import cv2
 import numpy as np
 import yaml
 
-from yolohand.core.atomic import atomic_dir, check_writable
+from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES
+from yolohand.core.paths import YOLO, check_output
 from yolohand.data.folds import fold_of, make_folds
 from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
 from yolohand.errors import YolohandError
@@ -88,7 +95,7 @@ LABEL_DECIMALS: int = 6
 #: (a power of two, so (p + NUDGE_PX) / W * 10**6 is practically never an exact integer).
 NUDGE_PX: float = 1 / 1024
 #: Bump when the label output changes: invalidates reuse of a previous output.
-CONVERT_VERSION: int = 1
+CONVERT_VERSION: int = 2
 #: Fidelity (mean Dice of label fills vs JSON fills) the converter promises.
 FIDELITY_BOUND: float = 0.999
 #: (patient ID, image stem) -> why it is excluded by --drop-known-bad (DESIGN.md, "Known dirty data").
@@ -213,26 +220,43 @@ class _Task:
     imgsz: int | None
 
 
-def _convert_one(task: _Task) -> dict[str, Any]:
-    """Convert one image: write its label file (and resized cache); return its report entry.
+def _digest(data: bytes | np.ndarray) -> str:
+    return hashlib.sha1(memoryview(data)).hexdigest()
 
-    Never raises for bad input: a problem that skips the image comes back as ``{"skip": msg}``.
+
+def fingerprint(image_bytes: bytes | np.ndarray, json_bytes: bytes, imgsz: int | None) -> str:
+    """What decides reuse: converter version, SHA-1 of the image and of the JSON, --imgsz.
+
+    Content hashes, not sizes and mtimes: a JSON edited in place within one mtime tick (or with
+    its mtime restored) must not reuse stale labels. Hashing is cheap next to decoding.
     """
-    from yolohand.data.layout import image_size, read_annotation
+    return f"v{CONVERT_VERSION}:{_digest(image_bytes)}:{_digest(json_bytes)}:{imgsz or 0}"
+
+
+def _decode(image_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(file bytes uint8 (N,), decoded uint8 (H, W) as ultralytics reads it). YolohandError
+    naming the file when it cannot be read or decoded (truncated, corrupt, not an image)."""
+    from yolohand.data.imcache import read_gray_like_ultralytics
+    from yolohand.data.layout import quiet_native_stderr, unreadable
+
+    path = Path(image_path)
+    try:
+        raw = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    with quiet_native_stderr():  # libpng prints its own complaint; ours is in the report
+        im = read_gray_like_ultralytics(path) if raw.size else None
+    if im is None:
+        raise YolohandError(f"{path}: not a readable image (empty file)")
+    return raw, im
+
+
+def _labels(ann, h: int, w: int, rel: str) -> dict[str, Any]:
+    """Repair and normalise one annotation's polygons: label lines, report entries, fidelity."""
     from yolohand.data.repair import prepare, repair_polygon
 
-    rel = task.rel_path
-    try:
-        h, w = image_size(task.image_path)
-        ann = read_annotation(task.json_path)
-    except YolohandError as exc:
-        return {"rel_path": rel, "skip": str(exc)}
-    if h <= 0 or w <= 0:
-        return {"rel_path": rel, "skip": f"{task.image_path}: image has size {w}x{h}"}
-    warnings = list(ann.problems)
     simple, valid = prepare([p.points for p in ann.polygons])
-    repairs, drops, lines = [], [], []
-    removed = 0
+    repairs, drops, lines, removed = [], [], [], 0
     gt_by_class: dict[int, list[np.ndarray]] = {}
     lab_by_class: dict[int, list[np.ndarray]] = {}
     for poly, pts, ok in zip(ann.polygons, simple, valid):
@@ -248,35 +272,55 @@ def _convert_one(task: _Task) -> dict[str, Any]:
         units = normalise_points(res.points, h, w)
         lines.append(label_line(poly.class_index, units))
         lab_by_class.setdefault(poly.class_index, []).append(label_to_pixels(units, h, w))
-    if not lines:
-        return {"rel_path": rel, "skip": f"{task.json_path}: no usable polygon", "warnings": warnings, "drops": drops}
+    warnings = [f"{ann.path}: annotation {d['annotation']}: {d['label']}: polygon dropped ({d['reason']})"
+                for d in drops]
+    warnings += [f"{ann.path}: class {CLASSES[c]}: missing (its only polygon was dropped)"
+                 for c in sorted(set(gt_by_class) - set(lab_by_class))]
     dice = {}
     for cls in sorted(set(gt_by_class) | set(lab_by_class)):
         d = fill_dice(gt_by_class.get(cls, []), lab_by_class.get(cls, []), h, w)
         if d is not None:
             dice[str(cls)] = round(d, 6)
+    return {"lines": lines, "points_removed": removed, "dice": dice, "repairs": repairs, "drops": drops,
+            "warnings": warnings}
+
+
+def _convert_one(task: _Task) -> dict[str, Any]:
+    """Convert one image: decode-check it, write its label file (and resized cache); return its
+    report entry. Never raises for bad input: a problem that skips the image comes back as
+    ``{"skip": msg}``.
+    """
+    from yolohand.data.layout import read_annotation
+
+    rel = task.rel_path
+    try:
+        raw, im = _decode(task.image_path)
+        json_bytes = Path(task.json_path).read_bytes()
+        ann = read_annotation(task.json_path)
+    except OSError as exc:
+        return {"rel_path": rel, "skip": f"{task.json_path}: cannot read ({exc.strerror or exc})"}
+    except YolohandError as exc:
+        return {"rel_path": rel, "skip": str(exc)}
+    h, w = im.shape[:2]
+    lab = _labels(ann, h, w, rel)
+    warnings = list(ann.problems) + lab.pop("warnings")
+    if not lab["lines"]:
+        return {"rel_path": rel, "skip": f"{task.json_path}: no usable polygon", "warnings": warnings,
+                "drops": lab["drops"]}
     out = Path(task.tmp_out)
     pid, stem = Path(rel).parent.name, Path(rel).stem
     if task.imgsz:
-        from yolohand.data.imcache import write_cached
+        from yolohand.data.imcache import resize_long_side
 
-        try:
-            write_cached(task.image_path, out / "images" / pid / f"{stem}.npy", task.imgsz)
-        except YolohandError as exc:
-            return {"rel_path": rel, "skip": str(exc)}
+        npy = out / "images" / pid / f"{stem}.npy"
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        np.save(npy, np.ascontiguousarray(resize_long_side(im, task.imgsz)), allow_pickle=False)
+    lines = lab.pop("lines")
     label = out / "labels" / pid / f"{stem}.txt"
     label.parent.mkdir(parents=True, exist_ok=True)
     label.write_text("\n".join(lines) + "\n")
-    return {
-        "rel_path": rel,
-        "size": [h, w],
-        "lines": len(lines),
-        "points_removed": removed,
-        "dice": dice,
-        "repairs": repairs,
-        "drops": drops,
-        "warnings": warnings,
-    }
+    return {"rel_path": rel, "size": [h, w], "lines": len(lines), **lab, "warnings": warnings,
+            "fingerprint": fingerprint(raw, json_bytes, task.imgsz)}
 
 
 # --------------------------------------------------------------------------- selection
@@ -408,9 +452,12 @@ class ConvertReport:
 # --------------------------------------------------------------------------- whole dataset
 
 
-def _fingerprint(rec, imgsz: int | None) -> str:
-    a, b = os.stat(rec.image_path), os.stat(rec.json_path)
-    return f"v{CONVERT_VERSION}:{a.st_size}:{a.st_mtime_ns}:{b.st_size}:{b.st_mtime_ns}:{imgsz or 0}"
+def _file_fingerprint(rec, imgsz: int | None) -> str | None:
+    """:func:`fingerprint` of a record's files as they are now; None when one cannot be read."""
+    try:
+        return fingerprint(Path(rec.image_path).read_bytes(), Path(rec.json_path).read_bytes(), imgsz)
+    except OSError:
+        return None
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -430,7 +477,8 @@ def _previous(out: Path) -> dict[str, dict]:
     return {}
 
 
-def _reuse(rec, entry: dict, old: Path, tmp: Path, imgsz: int | None) -> bool:
+def _reuse(rec, old: Path, tmp: Path, imgsz: int | None) -> bool:
+    """Hard-link a record's label (and cache) from the previous output ``old`` into ``tmp``."""
     pid, stem = rec.patient_id, rec.stem
     label = old / "labels" / pid / f"{stem}.txt"
     npy = old / "images" / pid / f"{stem}.npy"
@@ -507,6 +555,120 @@ def _write_folds(tmp: Path, out: Path, records: list, folds: list[list[str]], k:
     return sizes
 
 
+@dataclass
+class ConvertPlan:
+    """Everything decided before any work: validated options, the records to convert, and the
+    report already holding what the index found (unpaired files, exclusions)."""
+
+    root: Path
+    out: Path
+    imgsz: int | None
+    workers: int
+    records: list
+    report: ConvertReport
+
+
+def check_convert_args(folds: int, imgsz: int | None, workers: int | None) -> None:
+    """YolohandError naming the option when a :func:`convert_dataset` argument is out of range."""
+    if imgsz is not None and (imgsz < 32 or imgsz % 32):
+        raise YolohandError(f"--imgsz {imgsz}: must be a multiple of 32 and at least 32 (ultralytics' stride)")
+    if folds < 2:
+        raise YolohandError(f"--folds must be at least 2 (got {folds})")
+    if workers is not None and workers < 0:
+        raise YolohandError(f"--workers {workers}: must be 0 or more")
+
+
+def plan_conversion(
+    root: str | os.PathLike, out: str | os.PathLike, folds: int = 5, seed: int = 0, imgsz: int | None = None,
+    exclude: Iterable[str] = (), drop_known_bad: bool = False, workers: int | None = None, force: bool = False,
+) -> ConvertPlan:
+    """Validate everything :func:`convert_dataset` needs, without writing: options, the output
+    place (:func:`yolohand.core.paths.check_output`: never equal to, inside or around the root),
+    the split index, exclusions and the fold count. Raises YolohandError for each fatal case."""
+    from yolohand.data.layout import find_split
+
+    check_convert_args(folds, imgsz, workers)
+    root = Path(root).expanduser().resolve()
+    out = check_output(out, YOLO, inputs=[root], force=force, flag="--out")
+    index = find_split(root, "train")
+    report = ConvertReport(root, out, folds, seed, imgsz)
+    dcm = root / "train" / "DCM"
+    for p in index.images_without_json:
+        rel = p.relative_to(dcm).as_posix() if p.is_relative_to(dcm) else str(p)
+        report.skipped.append({"file": rel, "problem": f"{p}: image without annotation JSON"})
+    for p in index.jsons_without_image:
+        report.warnings.append(f"{p}: annotation JSON without image (ignored)")
+    if not index.records:
+        raise YolohandError(f"{root / 'train' / 'outputs_json'}: no annotation JSON matches an image in {dcm}")
+    records, report.excluded = select_records(index.records, exclude, drop_known_bad)
+    if not records:
+        raise YolohandError(f"{root}: every annotated image is excluded")
+    make_folds([r.patient_id for r in records], folds, seed)  # fewer IDs than folds: fail before the long part
+    workers = default_workers() if workers is None else max(1, int(workers))
+    return ConvertPlan(root, out, imgsz, workers, records, report)
+
+
+def reuse_previous(plan: ConvertPlan, tmp: Path) -> tuple[dict[str, dict], list[_Task]]:
+    """Link what the previous output at ``plan.out`` already holds for unchanged images (same
+    :func:`fingerprint`) into ``tmp``; return (their report entries, tasks for the rest)."""
+    previous = _previous(plan.out) if plan.out.is_dir() else {}
+    results: dict[str, dict] = {}
+    tasks = []
+    for r in plan.records:
+        old = previous.get(r.rel_path)
+        fp = _file_fingerprint(r, plan.imgsz) if old is not None else None
+        if fp is not None and old.get("fingerprint") == fp and _reuse(r, plan.out, tmp, plan.imgsz):
+            results[r.rel_path] = old
+            plan.report.reused += 1
+        else:
+            tasks.append(_Task(r.rel_path, str(r.image_path), str(r.json_path), str(tmp), plan.imgsz))
+    return results, tasks
+
+
+def collect_results(plan: ConvertPlan, results: dict[str, dict]) -> tuple[list, list[tuple[float, str, int]]]:
+    """Fold the per-image entries into the report; return (records kept, fidelity values as
+    (Dice, rel path, class)). YolohandError when no image could be converted."""
+    report = plan.report
+    kept, dice_all = [], []
+    for r in plan.records:
+        res = results[r.rel_path]
+        report.warnings.extend(res.get("warnings", []))
+        report.drops.extend(res.get("drops", []))
+        if "skip" in res:
+            report.skipped.append({"file": r.rel_path, "problem": res["skip"]})
+            continue
+        kept.append(r)
+        report.repairs.extend(res["repairs"])
+        report.label_lines += res["lines"]
+        report.points_removed += res["points_removed"]
+        report.images[r.rel_path] = res
+        dice_all.extend((d, r.rel_path, int(c)) for c, d in res["dice"].items())
+    if not kept:
+        first = report.skipped[0] if report.skipped else {"file": str(plan.root), "problem": "nothing to convert"}
+        raise YolohandError(f"no image could be converted (first problem: {first['problem']})")
+    return kept, dice_all
+
+
+def write_dataset(plan: ConvertPlan, tmp: Path, kept: list, dice_all: list[tuple[float, str, int]]) -> None:
+    """Write the image symlinks, the fold trees, lists and YAMLs, and the report into ``tmp``."""
+    report = plan.report
+    fold_ids = make_folds([r.patient_id for r in kept], report.k, report.seed)
+    for r in kept:  # master image symlinks: absolute, so renaming the folder keeps them valid
+        link = tmp / "images" / r.patient_id / r.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.realpath(r.image_path), link)
+    report.fold_images = _write_folds(tmp, plan.out, kept, fold_ids, report.k, report.seed, plan.imgsz)
+    report.folds = fold_ids
+    report.n_images = len(kept)
+    report.n_ids = len({r.patient_id for r in kept})
+    if dice_all:
+        values = np.array([d for d, _, _ in dice_all])
+        report.fidelity = float(values.mean())
+        report.fidelity_min = float(values.min())
+        report.worst = [{"file": f, "class": CLASSES[c], "dice": d} for d, f, c in sorted(dice_all)[:10] if d < 1.0]
+    (tmp / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=1) + "\n")
+
+
 def convert_dataset(
     root: str | os.PathLike,
     out: str | os.PathLike,
@@ -519,95 +681,24 @@ def convert_dataset(
     force: bool = False,
     progress: bool = True,
 ) -> ConvertReport:
-    """Convert ``<root>/train`` into a YOLO-seg dataset at ``out`` (see the module docstring).
+    """Convert ``<root>/train`` into a YOLO-seg dataset at ``out`` (see the module docstring):
+    :func:`plan_conversion`, :func:`reuse_previous`, the workers, :func:`collect_results`,
+    :func:`write_dataset`, all inside one temporary folder renamed into place at the end.
 
     Raises YolohandError for the fatal problems listed in the module docstring; nothing is
     written then. Returns the report (also written to ``<out>/convert_report.json``).
     """
-    from yolohand.data.layout import find_split
-
     t0 = time.perf_counter()
-    root = Path(root).expanduser().resolve()
-    out = Path(out).expanduser().resolve()
-    check_writable(out, force)  # fail before any work
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise YolohandError(f"--imgsz {imgsz}: must be a multiple of 32 and at least 32 (ultralytics' stride)")
-    if folds < 2:
-        raise YolohandError(f"--folds must be at least 2 (got {folds})")
-    workers = default_workers() if workers is None else max(1, int(workers))
-    index = find_split(root, "train")
-    report = ConvertReport(root, out, folds, seed, imgsz)
-    dcm = root / "train" / "DCM"
-    for p in index.images_without_json:
-        rel = p.relative_to(dcm).as_posix() if p.is_relative_to(dcm) else str(p)
-        report.skipped.append({"file": rel, "problem": f"{p}: image without annotation JSON"})
-    for p in index.jsons_without_image:
-        report.warnings.append(f"{p}: annotation JSON without image (ignored)")
-    if not index.records:
-        raise YolohandError(f"{root / 'train' / 'outputs_json'}: no annotation JSON matches an image in {root / 'train' / 'DCM'}")
-    records, report.excluded = select_records(index.records, exclude, drop_known_bad)
-    if not records:
-        raise YolohandError(f"{root}: every annotated image is excluded")
-    if len({r.patient_id for r in records}) < folds:  # fail before the long part
-        make_folds([r.patient_id for r in records], folds, seed)
-
-    previous = _previous(out) if force and out.is_dir() else {}
-    with atomic_dir(out, force) as tmp:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the output is an ordinary folder
-        results: dict[str, dict] = {}
-        tasks = []
-        fingerprints = {r.rel_path: _fingerprint(r, imgsz) for r in records}
-        for r in records:
-            fp = fingerprints[r.rel_path]
-            old = previous.get(r.rel_path)
-            if old is not None and old.get("fingerprint") == fp and _reuse(r, old, out, tmp, imgsz):
-                results[r.rel_path] = old
-                report.reused += 1
-            else:
-                tasks.append(_Task(r.rel_path, str(r.image_path), str(r.json_path), str(tmp), imgsz))
-        for res in _run_tasks(tasks, workers, progress):
-            if "skip" not in res:
-                res["fingerprint"] = fingerprints[res["rel_path"]]
+    plan = plan_conversion(root, out, folds, seed, imgsz, exclude, drop_known_bad, workers, force)
+    with atomic_dir(plan.out, force, kind=YOLO) as tmp:
+        results, tasks = reuse_previous(plan, tmp)
+        for res in _run_tasks(tasks, plan.workers, progress):
             results[res["rel_path"]] = res
-        kept = []
-        dice_all: list[tuple[float, str, int]] = []
-        for r in records:
-            res = results[r.rel_path]
-            report.warnings.extend(res.get("warnings", []))
-            report.drops.extend(res.get("drops", []))
-            if "skip" in res:
-                report.skipped.append({"file": r.rel_path, "problem": res["skip"]})
-                continue
-            kept.append(r)
-            report.repairs.extend(res["repairs"])
-            report.label_lines += res["lines"]
-            report.points_removed += res["points_removed"]
-            report.images[r.rel_path] = res
-            dice_all.extend((d, r.rel_path, int(c)) for c, d in res["dice"].items())
-        if not kept:
-            first = report.skipped[0] if report.skipped else {"file": str(root), "problem": "nothing to convert"}
-            raise YolohandError(f"no image could be converted (first problem: {first['problem']})")
-        fold_ids = make_folds([r.patient_id for r in kept], folds, seed)
-        for r in kept:  # master image symlinks: absolute, so renaming the folder keeps them valid
-            link = tmp / "images" / r.patient_id / r.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(os.path.realpath(r.image_path), link)
-        report.fold_images = _write_folds(tmp, out, kept, fold_ids, folds, seed, imgsz)
-        report.folds = fold_ids
-        report.n_images = len(kept)
-        report.n_ids = len({r.patient_id for r in kept})
-        if dice_all:
-            values = np.array([d for d, _, _ in dice_all])
-            report.fidelity = float(values.mean())
-            report.fidelity_min = float(values.min())
-            report.worst = [{"file": f, "class": CLASSES[c], "dice": d}
-                            for d, f, c in sorted(dice_all)[:10] if d < 1.0]
-        report.seconds = time.perf_counter() - t0
-        (tmp / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=1) + "\n")
-    report.seconds = time.perf_counter() - t0
-    return report
+        kept, dice_all = collect_results(plan, results)
+        plan.report.seconds = time.perf_counter() - t0
+        write_dataset(plan, tmp, kept, dice_all)
+    plan.report.seconds = time.perf_counter() - t0
+    return plan.report
 
 
 def cache_imgsz(data_yaml: str | os.PathLike) -> int | None:
@@ -619,12 +710,3 @@ def cache_imgsz(data_yaml: str | os.PathLike) -> int | None:
     data = yaml.safe_load(Path(data_yaml).read_text()) or {}
     value = data.get("cache_imgsz")
     return int(value) if value else None
-
-
-def fold_yaml(out: str | os.PathLike, fold: int) -> Path:
-    """Path of ``<out>/folds/fold{fold}.yaml``; YolohandError when it does not exist."""
-    path = Path(out) / "folds" / f"fold{fold}.yaml"
-    if not path.is_file():
-        raise YolohandError(f"{path}: not found (run `yolohand convert` first, or check --fold)")
-    return path
-

@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,6 +287,13 @@ def read_annotation(path: str | os.PathLike) -> Annotation:
 # --------------------------------------------------------------------------- images
 
 
+def unreadable(path: Path, exc: OSError) -> YolohandError:
+    """The error for a file that cannot be opened; a dangling symlink is named as one."""
+    if path.is_symlink() and not path.exists():
+        return YolohandError(f"{path}: broken symlink (points to {os.readlink(path)}, which does not exist)")
+    return YolohandError(f"{path}: cannot read ({exc.strerror or exc})")
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of an image. PNG: from the IHDR header (24 bytes read); others: decoded with cv2."""
     path = Path(path)
@@ -291,11 +301,34 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         with open(path, "rb") as fh:
             head = fh.read(24)
     except OSError as exc:
-        raise YolohandError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise unreadable(path, exc) from None
     if len(head) == 24 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
         width, height = struct.unpack(">II", head[16:24])
         return int(height), int(width)
     return tuple(read_image(path).shape[:2])  # type: ignore[return-value]
+
+
+@contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence what C libraries write to file descriptor 2 inside the block.
+
+    libpng prints ``libpng error: ...`` / ``libpng warning: ...`` itself when OpenCV decodes a
+    broken PNG; yolohand reports such a file once, in its own words, so that noise is dropped.
+    Python's own ``sys.stderr`` is flushed first and is not written to inside the block.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded interpreter)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -308,10 +341,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         buf = np.fromfile(path, dtype=np.uint8)  # works for non-ASCII paths, unlike cv2.imread
     except OSError as exc:
-        raise YolohandError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+        raise unreadable(path, exc) from None
+    with quiet_native_stderr():
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if img is None:
-        raise YolohandError(f"{path}: not a readable image")
+        raise YolohandError(f"{path}: not a readable image (truncated or corrupt)")
     if img.ndim == 3:
         channels = img.shape[2]
         if channels == 1:
@@ -389,5 +423,6 @@ __all__ = [
     "image_size",
     "polygon_crop",
     "read_annotation",
+    "quiet_native_stderr",
     "read_image",
 ]

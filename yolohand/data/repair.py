@@ -165,6 +165,9 @@ def bridge_rings(rings: list[np.ndarray]) -> np.ndarray:
 
 
 def _slow_path(points: np.ndarray, h: int, w: int, valid: bool, result: RepairResult) -> RepairResult:
+    if h < 2 or w < 2:  # no pixel-centre rectangle with area: nothing can be clipped into it
+        result.dropped = f"the image ({w}x{h} px) is too small to hold a polygon"
+        return result
     geom: shapely.Geometry = shapely.Polygon(points.astype(np.float64))
     if not valid:
         geom = shapely.make_valid(geom)
