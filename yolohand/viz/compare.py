@@ -346,20 +346,10 @@ code{background:#f4f4f4;padding:1px 4px}
 """
 
 
-def report_html(
-    cmp: Comparison,
-    chart_png: bytes | None,
-    overlays: Sequence[bytes | None],
-    images_given: bool,
-    threshold: float | None = None,
-    top_images: int = 20,
-) -> str:
-    """The self-contained HTML report (inline CSS, images as base64 data URIs, no scripts)."""
+def _report_head(cmp: Comparison, chart_png: bytes | None) -> list[str]:
+    """HTML head, title, the summary paragraphs and the bar chart (when given)."""
     esc = html.escape
-    per_class = cmp.per_class_iou()
-    per_image = cmp.per_image_iou()
-    union = cmp.union
-    parts: list[str] = [
+    parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>yolohand compare: " + esc(cmp.path_a.name) + " vs " + esc(cmp.path_b.name) + "</title>",
         "<style>" + _CSS + "</style></head><body>",
@@ -374,10 +364,17 @@ def report_html(
     if chart_png is not None:
         parts.append("<h2>Per-class IoU, least agreeing first</h2>")
         parts.append(f"<img alt='per-class IoU bar chart' src='{_data_uri(chart_png)}' style='max-width:800px'>")
+    return parts
 
-    parts.append("<h2>Per-class table</h2><table><tr><th>#</th><th>class</th><th>IoU</th><th></th>"
-                 "<th>pixels both</th><th>only A</th><th>only B</th><th>images disagreeing</th>"
-                 "<th>lowest image IoU</th><th>image</th></tr>")
+
+def _class_table(cmp: Comparison, threshold: float | None) -> list[str]:
+    """The per-class table, least agreeing class first; classes under ``threshold`` in red."""
+    esc = html.escape
+    per_class = cmp.per_class_iou()
+    per_image = cmp.per_image_iou()
+    parts = ["<h2>Per-class table</h2><table><tr><th>#</th><th>class</th><th>IoU</th><th></th>"
+             "<th>pixels both</th><th>only A</th><th>only B</th><th>images disagreeing</th>"
+             "<th>lowest image IoU</th><th>image</th></tr>"]
     for cls in np.argsort(per_class, kind="stable"):
         colour = "#%02x%02x%02x" % COLORS[cls]
         inter = int(cmp.inter[:, cls].sum())
@@ -396,13 +393,18 @@ def report_html(
             f"<td>{float(col[worst_img]):.4f}</td><td class='name'>{worst_name}</td></tr>"
         )
     parts.append("</table>")
+    return parts
 
-    parts.append(f"<h2>Least agreeing image/class pairs ({len(cmp.worst)})</h2>")
-    parts.append("<p class='key'><span style='background:#fff'>both</span>"
-                 "<span style='background:#0f0'>only A</span><span style='background:#f00;color:#fff'>only B</span>"
-                 "<span style='background:#000;color:#fff'>neither</span>"
-                 + ("left: the X-ray crop, right: the comparison." if images_given else
-                    "(no --images given: the comparison alone, on black)") + "</p>")
+
+def _pair_cards(cmp: Comparison, overlays: Sequence[bytes | None], images_given: bool) -> list[str]:
+    """The least agreeing (image, class) pairs as cards, each with its comparison picture."""
+    esc = html.escape
+    parts = [f"<h2>Least agreeing image/class pairs ({len(cmp.worst)})</h2>",
+             "<p class='key'><span style='background:#fff'>both</span>"
+             "<span style='background:#0f0'>only A</span><span style='background:#f00;color:#fff'>only B</span>"
+             "<span style='background:#000;color:#fff'>neither</span>"
+             + ("left: the X-ray crop, right: the comparison." if images_given else
+                "(no --images given: the comparison alone, on black)") + "</p>"]
     if not cmp.worst:
         parts.append("<p>None: the two submissions agree on every pixel.</p>")
     parts.append("<div class='cards'>")
@@ -414,20 +416,46 @@ def report_html(
             + "</div>"
         )
     parts.append("</div>")
+    return parts
 
-    if cmp.n_images:
-        means = cmp.image_mean_iou()
-        order = np.argsort(means, kind="stable")[:top_images]
-        parts.append(f"<h2>Least agreeing images (mean IoU over classes, lowest {len(order)})</h2>")
-        parts.append("<table><tr><th>#</th><th>image</th><th>mean IoU</th><th>lowest class</th>"
-                     "<th>its IoU</th><th>pixels disagreeing</th></tr>")
-        for k in order:
-            c = int(np.argmin(per_image[k]))
-            dis = int((union[k] - cmp.inter[k]).sum())
-            parts.append(f"<tr><td>{k + 1}</td><td class='name'>{esc(cmp.image_names[k])}</td>"
-                         f"<td>{means[k]:.4f}</td><td class='name'>{esc(CLASSES[c])}</td>"
-                         f"<td>{per_image[k, c]:.4f}</td><td>{dis}</td></tr>")
-        parts.append("</table>")
+
+def _image_table(cmp: Comparison, top_images: int) -> list[str]:
+    """The ``top_images`` least agreeing images (mean IoU over classes); nothing without images."""
+    if not cmp.n_images:
+        return []
+    esc = html.escape
+    per_image = cmp.per_image_iou()
+    union = cmp.union
+    means = cmp.image_mean_iou()
+    order = np.argsort(means, kind="stable")[:top_images]
+    parts = [f"<h2>Least agreeing images (mean IoU over classes, lowest {len(order)})</h2>",
+             "<table><tr><th>#</th><th>image</th><th>mean IoU</th><th>lowest class</th>"
+             "<th>its IoU</th><th>pixels disagreeing</th></tr>"]
+    for k in order:
+        c = int(np.argmin(per_image[k]))
+        dis = int((union[k] - cmp.inter[k]).sum())
+        parts.append(f"<tr><td>{k + 1}</td><td class='name'>{esc(cmp.image_names[k])}</td>"
+                     f"<td>{means[k]:.4f}</td><td class='name'>{esc(CLASSES[c])}</td>"
+                     f"<td>{per_image[k, c]:.4f}</td><td>{dis}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
+def report_html(
+    cmp: Comparison,
+    chart_png: bytes | None,
+    overlays: Sequence[bytes | None],
+    images_given: bool,
+    threshold: float | None = None,
+    top_images: int = 20,
+) -> str:
+    """The self-contained HTML report (inline CSS, images as base64 data URIs, no scripts).
+
+    ``overlays``: one PNG (or None) per ``cmp.worst`` pair; ``images_given``: whether X-ray crops
+    sit beside them; ``threshold``: per-class IoU under which a class is flagged red.
+    """
+    parts = (_report_head(cmp, chart_png) + _class_table(cmp, threshold)
+             + _pair_cards(cmp, overlays, images_given) + _image_table(cmp, top_images))
     parts.append("<p style='color:#888;font-size:11px'>written by yolohand compare</p></body></html>")
     return "\n".join(parts)
 
