@@ -41,8 +41,8 @@ import cv2
 import numpy as np
 
 from yolohand.core.atomic import atomic_dir
-from yolohand.core.paths import DATASET
 from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.paths import DATASET
 from yolohand.data.layout import polygon_crop
 from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
 from yolohand.errors import YolohandError
