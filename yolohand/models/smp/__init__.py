@@ -1,0 +1,6 @@
+"""The segmentation_models_pytorch family: whole-image semantic models with 29 sigmoid channels.
+
+``yolohand train --model smp:UnetPlusPlus:resnet34`` (:mod:`.train`), predicted through the shared
+:mod:`yolohand.models.predict` (:mod:`.predict`). Built offline (:mod:`.model`), trained with
+PyTorch Lightning (:mod:`.engine`), configured by a run YAML (:mod:`.config`).
+"""

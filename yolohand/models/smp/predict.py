@@ -1,0 +1,96 @@
+"""The smp network of prediction: whole-image logits -> 29 full-resolution class crops.
+
+Each image is resized to the checkpoint's S x S (``INTER_AREA``, as in training), the logits of
+a batch are computed at once, then per image and class upsampled bilinearly to the original
+size, passed through the sigmoid and cut to the box where p >= 1/255
+(:func:`yolohand.core.crops.probs_to_crops`): one full-size float plane at a time, so memory stays
+flat at 2048 px. Averaging, TTA and writing are shared (:mod:`yolohand.models.predict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolohand.core import crops as cr
+from yolohand.errors import YolohandError
+
+__all__ = ["SmpNetwork", "load_network", "torch_device"]
+
+
+def torch_device(device: str | None, half: bool = False):
+    """torch.device for ``--device`` (None: CUDA 0 when available); YolohandError when absent."""
+    import torch
+
+    text = "" if device is None else str(device).strip().lower()
+    if text in ("", "auto"):
+        text = "cuda:0" if torch.cuda.is_available() else "cpu"
+    elif text.isdigit():
+        text = f"cuda:{text}"
+    if text != "cpu" and not text.startswith("cuda"):
+        raise YolohandError(f"--device {device!r}: expected cpu or a CUDA index (0)")
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise YolohandError(f"--device {device!r}: CUDA is not available on this machine")
+    if half and not text.startswith("cuda"):
+        raise YolohandError("--half needs a CUDA device (fp16 on the CPU is slower and less exact)")
+    return torch.device(text)
+
+
+@dataclass
+class SmpNetwork:
+    """A loaded smp checkpoint: ``model`` in eval mode on ``device``, trained at ``imgsz``."""
+
+    path: Path
+    model: Any
+    imgsz: int
+    device: Any
+    half: bool = False
+    batch: int = 1
+
+    def logits(self, images: list[np.ndarray]):
+        """float32 (N, 29, S, S) logits (torch, on the device) of uint8 (H, W) images."""
+        import cv2
+        import torch
+
+        from yolohand.models.smp.engine import normalise
+
+        s = self.imgsz
+        small = np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in images])
+        x = normalise(torch.from_numpy(small)).unsqueeze(1).to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.half):
+            return self.model(x).float()
+
+    def crops(self, images: list[np.ndarray], settings: Any = None) -> list[cr.ClassCrops]:
+        """29 class crops per image at the image's own size."""
+        import torch
+        import torch.nn.functional as F
+
+        out = []
+        for start in range(0, len(images), self.batch):
+            chunk = images[start : start + self.batch]
+            for im, logit in zip(chunk, self.logits(chunk)):
+                crops = []
+                for plane in logit:  # one class at a time: one full-size float plane in memory
+                    up = F.interpolate(plane[None, None], size=im.shape[:2], mode="bilinear", align_corners=False)
+                    crops += cr.probs_to_crops(torch.sigmoid(up[0]).cpu().numpy())
+                out.append(crops)
+        return out
+
+
+def load_network(path: Path, ckpt: dict[str, Any], imgsz: int | None = None, device: str | None = None,
+                 half: bool = False, batch: int = 1) -> SmpNetwork:
+    """An :class:`SmpNetwork` from a checkpoint read by :func:`yolohand.models.family.read_checkpoint`.
+
+    ``imgsz`` None: the training size (another size works for fully convolutional models).
+    """
+    from yolohand.models.smp.model import model_from_checkpoint
+
+    dev = torch_device(device, half)
+    model, meta = model_from_checkpoint(path, ckpt)
+    size = int(imgsz or meta["imgsz"])
+    if size % 32:
+        raise YolohandError(f"--imgsz {size}: smp encoders need a multiple of 32")
+    return SmpNetwork(path, model.to(dev), size, dev, half, max(1, int(batch)))
