@@ -109,3 +109,8 @@ def _swap_in(tmp: Path, path: Path) -> None:
         os.replace(old, path)
         raise
     _remove(old)
+
+
+__all__ = [
+    "current_umask", "umask_mode", "check_writable", "atomic_file", "atomic_dir",
+]

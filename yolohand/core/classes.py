@@ -29,3 +29,8 @@ def _palette(n: int) -> tuple[tuple[int, int, int], ...]:
 
 #: One distinct RGB colour (0..255) per class, same order as CLASSES.
 COLORS: tuple[tuple[int, int, int], ...] = _palette(NUM_CLASSES)
+
+
+__all__ = [
+    "FINGERS", "CARPALS", "FOREARM", "CLASSES", "NUM_CLASSES", "CLASS_INDEX", "COLORS",
+]

@@ -239,6 +239,6 @@ def check_inputs_exist(inputs: Iterable[tuple[str, PathLike | None]]) -> None:
 
 __all__ = [
     "CSV", "DATASET", "FILE", "FOLDER", "JSON", "MARKER", "PNG", "PROBMAPS", "REPORT", "RUN", "YOLO",
-    "OutputKind", "check_inputs_exist", "check_output", "check_place", "is_previous_output", "marker_kind",
-    "overlap", "resolved", "write_location", "write_marker",
+    "OutputKind", "check_inputs_exist", "check_output", "check_place", "is_previous_output",
+    "marker_kind", "overlap", "resolved", "write_location", "write_marker", "PathLike",
 ]

@@ -184,3 +184,9 @@ def iter_probmap_folder(folder: str | os.PathLike, suffix: str = ".png") -> list
         raise YolohandError(f"{folder}: probability-map folder not found")
     paths = sorted(p for p in folder.iterdir() if p.suffix == SUFFIX and p.is_file() and not p.name.startswith("."))
     return [(p.stem + suffix, p) for p in paths]
+
+
+__all__ = [
+    "SUFFIX", "THRESHOLD_U8", "probmap_path", "to_uint8", "save_probmap", "load_probmap",
+    "iter_probmap_folder",
+]

@@ -246,3 +246,8 @@ def read_image_names(path: str | os.PathLike) -> list[str]:
     RLE strings; use :func:`iter_submission` for full validation.
     """
     return [name for name, _ in _iter_images(path, (0, 0), parse=False)]
+
+
+__all__ = [
+    "COLUMNS", "SubmissionWriter", "write_submission", "iter_submission", "read_image_names",
+]

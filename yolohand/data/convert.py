@@ -710,3 +710,12 @@ def cache_imgsz(data_yaml: str | os.PathLike) -> int | None:
     data = yaml.safe_load(Path(data_yaml).read_text()) or {}
     value = data.get("cache_imgsz")
     return int(value) if value else None
+
+
+__all__ = [
+    "CHANNELS", "LABEL_DECIMALS", "NUDGE_PX", "CONVERT_VERSION", "FIDELITY_BOUND", "KNOWN_BAD",
+    "REPORT_NAME", "normalise_points", "label_line", "label_to_pixels", "parse_label_file", "fill_dice",
+    "fingerprint", "select_records", "ConvertReport", "default_workers", "ConvertPlan",
+    "check_convert_args", "plan_conversion", "reuse_previous", "collect_results", "write_dataset",
+    "convert_dataset", "cache_imgsz",
+]

@@ -51,3 +51,8 @@ def make_folds(patient_ids: Sequence[str], k: int, seed: int) -> list[list[str]]
 def fold_of(folds: Sequence[Sequence[str]]) -> dict[str, int]:
     """Map each ID to the index of its fold."""
     return {pid: j for j, fold in enumerate(folds) for pid in fold}
+
+
+__all__ = [
+    "make_folds", "fold_of",
+]

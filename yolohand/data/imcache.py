@@ -72,3 +72,8 @@ def write_cached(image_path: str | os.PathLike, npy_path: str | os.PathLike, img
 def load_cached(npy_path: str | os.PathLike) -> np.ndarray:
     """uint8 (H', W') array written by :func:`write_cached`."""
     return np.load(npy_path, allow_pickle=False)
+
+
+__all__ = [
+    "read_gray_like_ultralytics", "resize_long_side", "write_cached", "load_cached",
+]

@@ -425,4 +425,6 @@ __all__ = [
     "read_annotation",
     "quiet_native_stderr",
     "read_image",
+    "IMAGE_SUFFIXES",
+    "unreadable",
 ]

@@ -240,3 +240,9 @@ def prepare(points_list: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray
     if usable:
         valid[usable] = validity([simple[i] for i in usable])
     return simple, valid
+
+
+__all__ = [
+    "MIN_PART_AREA", "RepairResult", "shoelace_area", "simplify_ring", "validity", "in_bounds",
+    "bridge_rings", "repair_polygon", "prepare",
+]

@@ -51,3 +51,8 @@ def init_worker() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
+
+
+__all__ = [
+    "pool_context", "cv2_single_threaded", "init_worker",
+]

@@ -424,3 +424,9 @@ def soft_vote(
         rule=f"weighted mean >= {threshold:g}", inputs_list=[str(p) for p in csvs + prob_dirs],
         probs_out=probs_out,
     )
+
+
+__all__ = [
+    "Shape", "DEFAULT_SHAPE", "EnsembleSummary", "parse_weights", "parse_size", "check_weights",
+    "check_inputs_agree", "image_sizes", "vote_image", "hard_vote", "soft_vote",
+]

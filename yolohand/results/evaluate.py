@@ -302,3 +302,9 @@ def evaluate(
         per_image=per_image,
         problems=problems,
     )
+
+
+__all__ = [
+    "Shape", "SPLITS", "EvalResult", "to_json", "format_table", "gt_runs", "image_dice", "read_folds",
+    "evaluate",
+]
