@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.core.probmaps import load_probmap, probmap_path, save_probmap
 from yolohand.errors import YolohandError
-from yolohand.results.ensemble import hard_vote, parse_size, parse_weights, soft_vote
+from yolohand.cli.options import parse_size, parse_weights
+from yolohand.results.ensemble import ensemble, hard_vote, soft_vote
 
 SHAPE = (12, 10)
 NAMES = [f"image{i}.png" for i in range(3)]
@@ -177,12 +178,25 @@ def test_refuses_bad_arguments(tmp_path, three):
 def test_existing_output_needs_force(tmp_path, three):
     _, inputs = three
     out = tmp_path / "out.csv"
-    out.write_text("old")
+    out.write_text("image_name,class,rle\n")  # a previous (empty) submission
     with pytest.raises(YolohandError, match="already exists"):
         hard_vote(inputs, out, shape=SHAPE, progress=False)
-    assert out.read_text() == "old"
+    assert out.read_text() == "image_name,class,rle\n"
     hard_vote(inputs, out, shape=SHAPE, force=True, progress=False)
-    assert out.read_text().startswith("image_name,class,rle\n")
+    assert out.read_text().startswith("image_name,class,rle\nimage0.png,")
+
+
+def test_force_replaces_only_a_previous_submission(tmp_path, three):
+    _, inputs = three
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(YolohandError, match="not a previous yolohand submission CSV"):
+        hard_vote(inputs, notes, shape=SHAPE, force=True, progress=False)
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(YolohandError, match="is a folder"):
+        hard_vote(inputs, tmp_path / "folder", shape=SHAPE, force=True, progress=False)
+    assert notes.read_text() == "mine" and not list((tmp_path / "folder").iterdir())
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
 def test_image_sizes_from_images_folder(tmp_path, three):
@@ -255,10 +269,87 @@ def test_soft_vote_tie_is_kept(tmp_path):
     b = a.copy()
     a[0, 3, 4, 5], b[0, 3, 4, 5] = 128, 127
     a[0, 3, 4, 6], b[0, 3, 4, 6] = 127, 127
+    a[0, 3, 4, 7], b[0, 3, 4, 7] = 255, 0    # a 0/1 tie, as two CSV-like maps make it
+    a[0, 3, 4, 8], b[0, 3, 4, 8] = 255, 1
     dirs = [write_probs(tmp_path / k, m, NAMES[:1]) for k, m in (("a", a), ("b", b))]
-    soft_vote([], dirs, tmp_path / "o.csv", shape=SHAPE, progress=False)
+    summary = soft_vote([], dirs, tmp_path / "o.csv", shape=SHAPE, progress=False)
     _, voted = read_csv(tmp_path / "o.csv")
-    assert np.argwhere(voted[0]).tolist() == [[3, 4, 5]]
+    assert np.argwhere(voted[0]).tolist() == [[3, 4, 5], [3, 4, 7], [3, 4, 8]]
+    assert summary.rule == "weighted mean >= 0.5"
+    # --strict: mean > threshold, the public soft_voting.py rule; ties are dropped.
+    summary = soft_vote([], dirs, tmp_path / "s.csv", shape=SHAPE, progress=False, strict=True)
+    _, strict = read_csv(tmp_path / "s.csv")
+    assert np.argwhere(strict[0]).tolist() == [[3, 4, 8]]
+    assert summary.rule == "weighted mean > 0.5"
+
+
+def test_strict_equals_public_soft_voting_reference(tmp_path):
+    """soft_voting.py as published: mean of the maps as float probabilities, then > 0.5."""
+    rng = np.random.default_rng(11)
+    u8s = [rng.choice(np.array([0, 127, 128, 255], np.uint8), (len(NAMES), NUM_CLASSES, *SHAPE)) for _ in range(2)]
+    dirs = [write_probs(tmp_path / f"p{k}", u8) for k, u8 in enumerate(u8s)]
+    soft_vote([], dirs, tmp_path / "o.csv", shape=SHAPE, progress=False, strict=True)
+    _, voted = read_csv(tmp_path / "o.csv")
+    reference = (u8s[0].astype(np.float64) + u8s[1]) / 2 / 255 > 0.5
+    np.testing.assert_array_equal(voted, reference)
+    assert ((u8s[0].astype(int) + u8s[1]) == 255).any()  # the case has ties
+
+
+def test_summary_states_the_exact_rule(tmp_path, three):
+    _, inputs = three
+    u8 = np.full((3, NUM_CLASSES, *SHAPE), 128, np.uint8)
+    probs = write_probs(tmp_path / "p", u8)
+    s = soft_vote([], [probs], tmp_path / "a.csv", threshold=0.5000001, shape=SHAPE, progress=False)
+    assert "weighted mean >= 0.5000001" in s.line()
+    h = hard_vote(inputs, tmp_path / "b.csv", weights=[0.5, 1, 1.25], min_votes=1.0000001, shape=SHAPE, progress=False)
+    assert "summed weight >= 1.0000001 of 2.75" in h.line()
+    h = hard_vote(inputs, tmp_path / "c.csv", shape=SHAPE, progress=False)
+    assert "summed weight > 1.5 of 3" in h.line()
+
+
+def test_ensemble_refuses_options_of_the_other_vote(tmp_path, three):
+    _, inputs = three
+    probs = write_probs(tmp_path / "p", np.zeros((3, NUM_CLASSES, *SHAPE), np.uint8))
+    out = tmp_path / "o.csv"
+    for kw, match in [(dict(threshold=0.4), "--threshold applies to soft"), (dict(strict=True), "--strict applies"),
+                      (dict(save_probs=tmp_path / "avg"), "--save-probs applies")]:
+        with pytest.raises(YolohandError, match=match):
+            ensemble(inputs, [], out, shape=SHAPE, progress=False, **kw)
+    with pytest.raises(YolohandError, match="--min-votes applies to hard"):
+        ensemble(inputs, [probs], out, min_votes=2, shape=SHAPE, progress=False)
+    assert not out.exists()
+
+
+def test_outputs_overlapping_inputs_are_refused(tmp_path, three):
+    _, inputs = three
+    probs = write_probs(tmp_path / "p", np.zeros((3, NUM_CLASSES, *SHAPE), np.uint8))
+    before = sorted(p.name for p in probs.iterdir())
+    cases = [
+        (dict(out=probs), "is also an input"),
+        (dict(out=probs / "x.csv"), "lies inside the input"),
+        (dict(out=tmp_path / "o.csv", save_probs=probs), "is also an input"),
+        (dict(out=tmp_path / "o.csv", save_probs=tmp_path / "o.csv"), "is also an input"),
+        (dict(out=tmp_path / "o.csv", save_probs=inputs[0]), "is also an input"),
+    ]
+    for kw, match in cases:
+        with pytest.raises(YolohandError, match=match):
+            soft_vote(inputs[:1], [probs], shape=SHAPE, force=True, progress=False, **kw)
+        assert sorted(p.name for p in probs.iterdir()) == before and inputs[0].read_text().startswith("image_name")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_saved_maps_and_outputs_get_the_umask_modes(tmp_path):
+    import stat
+
+    probs = write_probs(tmp_path / "p", np.zeros((3, NUM_CLASSES, *SHAPE), np.uint8))
+    old = os.umask(0o022)
+    try:
+        soft_vote([], [probs], tmp_path / "o.csv", shape=SHAPE, save_probs=tmp_path / "avg", progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "o.csv").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "avg").stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "avg").iterdir()} == {0o644}
 
 
 def test_soft_vote_refusals(tmp_path, three):
@@ -337,10 +428,10 @@ def test_parsers():
     assert parse_weights("1,2, 0.5") == [1.0, 2.0, 0.5]
     assert parse_weights(None) is None
     assert parse_size("1024,2048") == (1024, 2048) and parse_size("8x9") == (8, 9)
-    for bad in ("1,x",):
+    for bad in ("1,x", "1,nan", "inf,1"):
         with pytest.raises(YolohandError):
             parse_weights(bad)
-    for bad in ("12", "a,b", "0,5"):
+    for bad in ("12", "a,b", "0,5", "0,0", "-1,4", "70000,2"):
         with pytest.raises(YolohandError):
             parse_size(bad)
 

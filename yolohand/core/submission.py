@@ -30,6 +30,7 @@ import numpy as np
 
 from yolohand.core.atomic import atomic_file
 from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.paths import CSV
 from yolohand.core.rle import Runs, runs_to_string, string_to_runs
 from yolohand.errors import YolohandError
 
@@ -73,7 +74,7 @@ class SubmissionWriter:
 
     def __enter__(self) -> SubmissionWriter:
         stack = contextlib.ExitStack()
-        fh: TextIO = stack.enter_context(atomic_file(self.path, self.force))
+        fh: TextIO = stack.enter_context(atomic_file(self.path, self.force, kind=CSV))
         self._stack = stack
         self._writer = csv.writer(fh, lineterminator="\n")
         self._writer.writerow(COLUMNS)

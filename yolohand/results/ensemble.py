@@ -20,7 +20,12 @@ Rules shared by both:
 - Soft voting keeps a pixel when ``sum_i w_i * u8_i >= threshold * 255 * sum_i w_i``
   (evaluated in float64, exact for integer weights), where ``u8_i`` is the stored map
   (``round(p * 255)``) or 0/255 for a CSV mask. With threshold 0.5 this is "weighted mean
-  probability >= 0.5".
+  probability >= 0.5": **ties are kept**. An even number of maps creates exact ties (two uint8
+  maps at 0 and 255, or 127 and 128, average to exactly 0.5). ``strict=True`` (``--strict``)
+  keeps only ``mean > threshold``, the rule of the public ``soft_voting.py`` scripts, so a
+  yolohand vote can reproduce theirs byte for byte.
+- The summary states the rule with the exact numbers given (``repr`` of the floats, never
+  rounded): ``weighted mean >= 0.5000001``.
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from yolohand.core import rle
-from yolohand.core.atomic import atomic_dir, check_writable
+from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.paths import CSV, PROBMAPS, check_output
 from yolohand.core.probmaps import iter_probmap_folder, load_probmap, probmap_path, save_probmap
 from yolohand.core.submission import iter_submission, read_image_names, write_submission
 from yolohand.errors import YolohandError
@@ -72,30 +78,6 @@ class EnsembleSummary:
 # ----------------------------------------------------------------------------- arguments
 
 
-def parse_weights(text: str | None) -> list[float] | None:
-    """``"1,2,1"`` -> ``[1.0, 2.0, 1.0]``; None or "" -> None. YolohandError on bad numbers."""
-    if text is None or not text.strip():
-        return None
-    try:
-        return [float(t) for t in text.split(",")]
-    except ValueError:
-        raise YolohandError(f"--weights {text!r}: expected comma-separated numbers, e.g. 1,2,1") from None
-
-
-def parse_size(text: str | None) -> Shape | None:
-    """``"2048,2048"`` (or ``2048x2048``) -> ``(2048, 2048)``; None -> None."""
-    if text is None:
-        return None
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise YolohandError(f"--size {text!r}: expected H,W, e.g. 2048,2048") from None
-    if h <= 0 or w <= 0:
-        raise YolohandError(f"--size {text!r}: height and width must be positive")
-    return h, w
-
-
 def check_weights(n: int, weights: Sequence[float] | None) -> list[float]:
     """Validated weights for ``n`` inputs (default all 1)."""
     if weights is None:
@@ -108,26 +90,33 @@ def check_weights(n: int, weights: Sequence[float] | None) -> list[float]:
     return weights
 
 
+def _num(x: float) -> str:
+    """A number as given: ``3`` for 3.0, else the shortest exact repr (``0.5000001``), never rounded."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
+
+
 def _hard_rule(weights: list[float], min_votes: float | None) -> tuple[float | None, str]:
     """(min_weight for rle.vote, rule in words). None means strict majority of the weight."""
     total = sum(weights)
     if min_votes is None:
-        return None, f"summed weight > {total / 2:g} of {total:g}"
-    if not (0 < min_votes <= total):
+        return None, f"summed weight > {_num(total / 2)} of {_num(total)}"
+    if not (math.isfinite(min_votes) and 0 < min_votes <= total):
         raise YolohandError(
-            f"--min-votes {min_votes:g}: must be > 0 and at most the total weight {total:g} "
+            f"--min-votes {_num(min_votes)}: must be > 0 and at most the total weight {_num(total)} "
             "(otherwise the output would be empty or everything)"
         )
-    return float(min_votes), f"summed weight >= {min_votes:g} of {total:g}"
+    return float(min_votes), f"summed weight >= {_num(min_votes)} of {_num(total)}"
 
 
-def _check_outputs(out: Path, inputs: Sequence[str | os.PathLike], force: bool) -> Path:
-    out = check_writable(out, force)
-    resolved = out.resolve()
-    for p in inputs:
-        if Path(p).resolve() == resolved:
-            raise YolohandError(f"{out}: the output is also an input; choose another --out")
-    return out
+def _check_outputs(out: str | os.PathLike, inputs: Sequence[str | os.PathLike | None], force: bool,
+                   save_probs: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
+    """Both output places, checked against every input and each other before any work."""
+    out_path = check_output(out, CSV, inputs, force, flag="--out")
+    probs_out = None
+    if save_probs is not None:
+        probs_out = check_output(save_probs, PROBMAPS, [*inputs, out_path], force, flag="--save-probs")
+    return out_path, probs_out
 
 
 def check_inputs_agree(csvs: Sequence[str | os.PathLike]) -> list[str]:
@@ -266,7 +255,7 @@ def hard_vote(
     t0 = time.perf_counter()
     if len(inputs) < 2:
         raise YolohandError("hard voting needs at least two submission CSVs")
-    out = _check_outputs(Path(out), inputs, force)
+    out, _ = _check_outputs(out, [*inputs, images], force)
     weights = check_weights(len(inputs), weights)
     min_weight, rule = _hard_rule(weights, min_votes)
     # Integer weights as int64 so that rle.vote sums them exactly (no tie tolerance needed).
@@ -277,9 +266,9 @@ def hard_vote(
     mixed = sizes is not None and len(set(sizes.values())) > 1
     stride = stream_shape[0] * stream_shape[1] + 1  # > any run end, so classes never touch
 
-    def items() -> Iterator[tuple[str, list[str]]]:
+    def items(bar: tqdm) -> Iterator[tuple[str, list[str]]]:
         streams = [iter_submission(p, stream_shape) for p in inputs]
-        for rows in tqdm(zip(*streams), total=len(names), desc="hard vote", unit="img", disable=not progress):
+        for rows in zip(*streams):
             name = rows[0][0]
             for path, (other, runs) in zip(inputs, rows):
                 if other != name:  # read_image_names agreed, so this means a file changed under us
@@ -287,8 +276,10 @@ def hard_vote(
                 if mixed:
                     _check_bounds(path, name, runs, sizes[name])
             yield name, vote_image([r[1] for r in rows], vote_weights, min_weight, stride)
+            bar.update()
 
-    n_images = write_submission(out, items(), force=force)
+    with tqdm(total=len(names), desc="hard vote", unit="img", disable=not progress) as bar:
+        n_images = write_submission(out, items(bar), force=force)
     return EnsembleSummary(
         out=out, mode="hard", inputs=len(inputs), images=n_images, rows=n_images * NUM_CLASSES,
         seconds=time.perf_counter() - t0, rule=rule, inputs_list=[str(p) for p in inputs],
@@ -300,9 +291,10 @@ def hard_vote(
 
 def _soft_image(
     maps: list[np.ndarray], csv_runs: list[list[np.ndarray]], prob_w: list[float], csv_w: list[float],
-    hw: Shape, cut: float, total: float, keep_avg: bool,
+    hw: Shape, cut: float, total: float, keep_avg: bool, strict: bool = False,
 ) -> tuple[list[str], np.ndarray | None]:
-    """29 RLE strings of one image (and the uint8 averaged maps when ``keep_avg``)."""
+    """29 RLE strings of one image (and the uint8 averaged maps when ``keep_avg``): a pixel is
+    kept when the weighted sum is ``>= cut`` (``> cut`` when ``strict``)."""
     h, w = hw
     avg = np.zeros((NUM_CLASSES, h, w), dtype=np.uint8) if keep_avg else None
     rles = []
@@ -319,56 +311,34 @@ def _soft_image(
         for wt, runs in zip(csv_w, csv_runs):
             if wt and len(runs[c]):
                 acc += (wt * 255.0) * rle.runs_crop(runs[c], box, hw)
-        rles.append(rle.runs_to_string(rle.crop_to_runs(acc >= cut, y0, x0, hw)))
+        rles.append(rle.runs_to_string(rle.crop_to_runs(acc > cut if strict else acc >= cut, y0, x0, hw)))
         if avg is not None:
             avg[c, y0:y1, x0:x1] = np.floor(acc / total + 0.5)
     return rles, avg
 
 
-def soft_vote(
-    csvs: Sequence[str | os.PathLike],
-    prob_dirs: Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    weights: Sequence[float] | None = None,
-    threshold: float = 0.5,
-    shape: Shape = DEFAULT_SHAPE,
-    force: bool = False,
-    images: str | os.PathLike | None = None,
-    save_probs: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> EnsembleSummary:
-    """Average CSV masks and probability-map folders per pixel, threshold, write the CSV ``out``.
+@dataclass
+class SoftPlan:
+    """The agreed inputs of a soft vote: image names in output order, their stems, one
+    ``{stem: map path}`` per folder, each image's size (None: ``shape`` for all), the shape
+    the CSV streams are bound-checked against, and the output places."""
 
-    ``weights`` are for the CSVs first, then the folders, in the order given. Image order: the
-    CSVs' order when any CSV is given, else the images folder's (``images``), else sorted by
-    name. Each image is ``shape`` (H, W) unless ``images`` gives its own size; every map must
-    match it. ``save_probs``: also write the averaged maps (uint8, :mod:`yolohand.core.probmaps`)
-    to this folder. Nothing is written when inputs disagree.
-    """
-    t0 = time.perf_counter()
-    csvs, prob_dirs = list(csvs), list(prob_dirs)
-    n = len(csvs) + len(prob_dirs)
-    if not prob_dirs:
-        raise YolohandError("soft voting needs at least one probability-map folder (--probs)")
-    if not (0.0 < threshold <= 1.0):
-        raise YolohandError(f"--threshold {threshold:g}: must be in (0, 1]")
-    out = _check_outputs(Path(out), csvs, force)
-    probs_out = check_writable(save_probs, force) if save_probs is not None else None
-    weights = check_weights(n, weights)
-    csv_w, prob_w = weights[: len(csvs)], weights[len(csvs):]
-    total = sum(weights)
-    cut = threshold * 255.0 * total
+    names: list[str]
+    stems: list[str]
+    folders: list[dict[str, Path]]
+    sizes: dict[str, Shape] | None
+    shape: Shape
+    stream_shape: Shape
+    out: Path
+    probs_out: Path | None
 
-    # Image list and agreement, all before writing.
-    folders = []
-    for d in prob_dirs:
-        listing = iter_probmap_folder(d)
-        if not listing:
-            raise YolohandError(f"{d}: no .npz probability maps")
-        folders.append({Path(name).stem: p for name, p in listing})
+
+def _soft_names(csvs: list, prob_dirs: list, folders: list[dict[str, Path]],
+                images: str | os.PathLike | None) -> tuple[list[str], str]:
+    """(image names in output order, the input that decides it)."""
     if csvs:
-        names, source = check_inputs_agree(csvs), str(csvs[0])
-    elif images is not None:
+        return check_inputs_agree(csvs), str(csvs[0])
+    if images is not None:
         from yolohand.data.layout import find_images
 
         wanted = folders[0]
@@ -376,9 +346,30 @@ def soft_vote(
         missing = sorted(set(wanted) - {Path(nm).stem for nm in names})
         if missing:
             raise YolohandError(f"{images}: no image for the map {wanted[missing[0]]}")
-        source = str(prob_dirs[0])
-    else:
-        names, source = [p.stem + ".png" for p in folders[0].values()], str(prob_dirs[0])
+        return names, str(prob_dirs[0])
+    return [p.stem + ".png" for p in folders[0].values()], str(prob_dirs[0])
+
+
+def check_soft_inputs(
+    csvs: Sequence[str | os.PathLike], prob_dirs: Sequence[str | os.PathLike], out: str | os.PathLike,
+    threshold: float, shape: Shape, force: bool, images: str | os.PathLike | None,
+    save_probs: str | os.PathLike | None,
+) -> SoftPlan:
+    """Every check of a soft vote, before anything is written: threshold, output places, and
+    that CSVs and folders list the same images (maps matched by file stem)."""
+    csvs, prob_dirs = list(csvs), list(prob_dirs)
+    if not prob_dirs:
+        raise YolohandError("soft voting needs at least one probability-map folder (--probs)")
+    if not (0.0 < threshold <= 1.0):
+        raise YolohandError(f"--threshold {_num(threshold)}: must be in (0, 1]")
+    out_path, probs_out = _check_outputs(out, [*csvs, *prob_dirs, images], force, save_probs)
+    folders = []
+    for d in prob_dirs:
+        listing = iter_probmap_folder(d)
+        if not listing:
+            raise YolohandError(f"{d}: no .npz probability maps")
+        folders.append({Path(name).stem: p for name, p in listing})
+    names, source = _soft_names(csvs, prob_dirs, folders, images)
     stems = [Path(nm).stem for nm in names]
     if len(set(stems)) != len(stems):
         raise YolohandError(f"{source}: an image name appears twice (maps are matched by file stem)")
@@ -393,40 +384,102 @@ def soft_vote(
         if extra:
             raise YolohandError(f"{folder[extra[0]]}: image not listed by {source} ({len(extra)} such maps)")
     sizes = image_sizes(images, names) if images is not None else None
-    stream_shape = _stream_shape(sizes, shape)
+    return SoftPlan(names, stems, folders, sizes, tuple(shape), _stream_shape(sizes, shape), out_path, probs_out)
 
-    def items(tmp_probs: Path | None) -> Iterator[tuple[str, list[str]]]:
-        streams = [iter_submission(p, stream_shape) for p in csvs]
-        bar = tqdm(names, desc="soft vote", unit="img", disable=not progress)
-        for name, stem in zip(bar, stems):
-            hw = sizes[name] if sizes else tuple(shape)
-            csv_runs = []
-            for path, stream in zip(csvs, streams):
-                other, runs = next(stream)
-                if other != name:
-                    raise YolohandError(f"{path}: image {other!r} where {csvs[0]} has {name!r}")
-                _check_bounds(path, name, runs, hw)
-                csv_runs.append(runs)
-            maps = [load_probmap(folder[stem], shape=hw) for folder in folders]
-            rles, avg = _soft_image(maps, csv_runs, prob_w, csv_w, hw, cut, total, tmp_probs is not None)
-            if tmp_probs is not None:
-                save_probmap(probmap_path(tmp_probs, name), avg)
-            yield name, rles
 
-    if probs_out is None:
-        n_images = write_submission(out, items(None), force=force)
-    else:
-        with atomic_dir(probs_out, force=force) as tmp:
-            n_images = write_submission(out, items(tmp), force=force)
+def soft_stream(
+    plan: SoftPlan, csvs: Sequence[str | os.PathLike], weights: list[float], threshold: float, strict: bool,
+    tmp_probs: Path | None, bar: tqdm,
+) -> Iterator[tuple[str, list[str]]]:
+    """(image name, 29 RLE strings) per image, one image in memory at a time; with
+    ``tmp_probs`` the averaged maps are written there as they are made."""
+    csv_w, prob_w = weights[: len(csvs)], weights[len(csvs):]
+    total = sum(weights)
+    cut = threshold * 255.0 * total
+    streams = [iter_submission(p, plan.stream_shape) for p in csvs]
+    for name, stem in zip(plan.names, plan.stems):
+        hw = plan.sizes[name] if plan.sizes else plan.shape
+        csv_runs = []
+        for path, stream in zip(csvs, streams):
+            other, runs = next(stream)
+            if other != name:
+                raise YolohandError(f"{path}: image {other!r} where {csvs[0]} has {name!r}")
+            _check_bounds(path, name, runs, hw)
+            csv_runs.append(runs)
+        maps = [load_probmap(folder[stem], shape=hw) for folder in plan.folders]
+        rles, avg = _soft_image(maps, csv_runs, prob_w, csv_w, hw, cut, total, tmp_probs is not None, strict)
+        if tmp_probs is not None:
+            save_probmap(probmap_path(tmp_probs, name), avg)
+        yield name, rles
+        bar.update()
+
+
+def soft_vote(
+    csvs: Sequence[str | os.PathLike],
+    prob_dirs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    weights: Sequence[float] | None = None,
+    threshold: float = 0.5,
+    shape: Shape = DEFAULT_SHAPE,
+    force: bool = False,
+    images: str | os.PathLike | None = None,
+    save_probs: str | os.PathLike | None = None,
+    progress: bool = True,
+    strict: bool = False,
+) -> EnsembleSummary:
+    """Average CSV masks and probability-map folders per pixel, threshold, write the CSV ``out``.
+
+    ``weights`` are for the CSVs first, then the folders, in the order given. Image order: the
+    CSVs' order when any CSV is given, else the images folder's (``images``), else sorted by
+    name. Each image is ``shape`` (H, W) unless ``images`` gives its own size; every map must
+    match it. A pixel is kept when the weighted mean is ``>= threshold`` (``> threshold`` with
+    ``strict``; see the module docstring). ``save_probs``: also write the averaged maps (uint8,
+    :mod:`yolohand.core.probmaps`) to this folder. Nothing is written when inputs disagree.
+    """
+    t0 = time.perf_counter()
+    csvs, prob_dirs = list(csvs), list(prob_dirs)
+    plan = check_soft_inputs(csvs, prob_dirs, out, threshold, shape, force, images, save_probs)
+    weights = check_weights(len(csvs) + len(prob_dirs), weights)
+    with tqdm(total=len(plan.names), desc="soft vote", unit="img", disable=not progress) as bar:
+        if plan.probs_out is None:
+            n_images = write_submission(plan.out, soft_stream(plan, csvs, weights, threshold, strict, None, bar),
+                                        force=force)
+        else:
+            with atomic_dir(plan.probs_out, force=force, kind=PROBMAPS) as tmp:
+                n_images = write_submission(plan.out, soft_stream(plan, csvs, weights, threshold, strict, tmp, bar),
+                                            force=force)
     return EnsembleSummary(
-        out=out, mode="soft", inputs=n, images=n_images, rows=n_images * NUM_CLASSES,
-        seconds=time.perf_counter() - t0,
-        rule=f"weighted mean >= {threshold:g}", inputs_list=[str(p) for p in csvs + prob_dirs],
-        probs_out=probs_out,
+        out=plan.out, mode="soft", inputs=len(weights), images=n_images, rows=n_images * NUM_CLASSES,
+        seconds=time.perf_counter() - t0, rule=f"weighted mean {'>' if strict else '>='} {_num(threshold)}",
+        inputs_list=[str(p) for p in csvs + prob_dirs], probs_out=plan.probs_out,
     )
 
 
-__all__ = [
-    "Shape", "DEFAULT_SHAPE", "EnsembleSummary", "parse_weights", "parse_size", "check_weights",
-    "check_inputs_agree", "image_sizes", "vote_image", "hard_vote", "soft_vote",
-]
+def ensemble(
+    csvs: Sequence[str | os.PathLike],
+    prob_dirs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    weights: Sequence[float] | None = None,
+    min_votes: float | None = None,
+    threshold: float | None = None,
+    strict: bool = False,
+    shape: Shape = DEFAULT_SHAPE,
+    images: str | os.PathLike | None = None,
+    save_probs: str | os.PathLike | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> EnsembleSummary:
+    """One entry for both votes (what ``yolohand ensemble`` calls): soft when any probability-map
+    folder is given, else hard. Options of the other vote are refused, not ignored."""
+    if prob_dirs:
+        if min_votes is not None:
+            raise YolohandError("--min-votes applies to hard voting (CSVs only); with --probs use --threshold")
+        return soft_vote(csvs, prob_dirs, out, weights=weights, threshold=0.5 if threshold is None else threshold,
+                         shape=shape, force=force, images=images, save_probs=save_probs, progress=progress,
+                         strict=strict)
+    for flag, given in (("--save-probs", save_probs is not None), ("--threshold", threshold is not None),
+                        ("--strict", strict)):
+        if given:
+            raise YolohandError(f"{flag} applies to soft voting (--probs folders); for CSVs only use --min-votes")
+    return hard_vote(csvs, out, weights=weights, min_votes=min_votes, shape=shape, force=force, images=images,
+                     progress=progress)
