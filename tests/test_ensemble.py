@@ -11,10 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from yolohand.cli.options import parse_size, parse_weights
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.core.probmaps import load_probmap, probmap_path, save_probmap
 from yolohand.errors import YolohandError
-from yolohand.cli.options import parse_size, parse_weights
 from yolohand.results.ensemble import ensemble, hard_vote, soft_vote
 
 SHAPE = (12, 10)
