@@ -9,13 +9,19 @@ the joints, as in X-rays.
 
 Three "models" predicting the same test set are simulated by :func:`make_submission` with the same
 ``hand_seed`` and different ``seed``: the hands are the same, each model's outlines are jittered.
+
+Also the pieces every benchmark shares: the competition notebooks' dense RLE codec
+(:func:`kaggle_decode`, :func:`kaggle_encode`: "the naive way" the benchmarks time against),
+a wall + CPU :class:`Timer`, and the common command-line options (:func:`bench_parser`).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +33,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from yolohand.core import rle  # noqa: E402
 from yolohand.core.classes import NUM_CLASSES  # noqa: E402
 from yolohand.core.submission import write_submission  # noqa: E402
+
+#: Height = width of the competition images.
+H = W = 2048
+
+
+# --------------------------------------------------------------------------- shared by the benchmarks
+
+
+def kaggle_decode(rle: object, shape: tuple[int, int] = (H, W), dtype: type = np.uint8) -> np.ndarray:
+    """The competition notebooks' ``rle_decode``: a dense (H, W) array, 1 on the runs (NaN/blank -> 0)."""
+    img = np.zeros(shape[0] * shape[1], dtype=dtype)
+    if isinstance(rle, str) and rle.strip():
+        s = rle.split()
+        starts, lengths = (np.asarray(x, dtype=int) for x in (s[0::2], s[1::2]))
+        starts -= 1
+        for lo, hi in zip(starts, starts + lengths):
+            img[lo:hi] = 1
+    return img.reshape(shape)
+
+
+def kaggle_encode(mask: np.ndarray) -> str:
+    """The notebooks' ``rle_encode``: the whole flattened mask, padded, diffed, paired."""
+    pixels = np.concatenate([[0], np.asarray(mask).flatten(), [0]])
+    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
+    runs[1::2] -= runs[::2]
+    return " ".join(str(x) for x in runs)
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.wall`` / ``t.cpu`` seconds (process CPU: steadier on a shared box)."""
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def bench_parser(doc: str, images: int = 288, naive_images: int | None = 16) -> argparse.ArgumentParser:
+    """Options of the CSV benchmarks: ``--images`` per CSV (288 = the test set) and, when the
+    dense baseline is timed on a subset and extrapolated, ``--naive-images``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--images", type=int, default=images, help="images per CSV (29 rows each)")
+    if naive_images is not None:
+        ap.add_argument("--naive-images", type=int, default=naive_images, help="images the dense loop is timed on")
+    return ap
 
 # Half-lengths / half-widths in 2048-pixel units, distal -> proximal (metacarpal last).
 _THUMB = [(42, 26), (70, 30), (110, 36)]

@@ -18,7 +18,6 @@ Run: ``.venv/bin/python benchmarks/bench_compare.py [--images 288] [--naive-imag
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -28,24 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from _fixtures import make_submission  # noqa: E402
+from _fixtures import H, Timer, W, bench_parser, kaggle_decode, make_submission  # noqa: E402
 
 from yolohand.core.classes import NUM_CLASSES  # noqa: E402
 from yolohand.viz.compare import compare_submissions  # noqa: E402
-
-H = W = 2048
-
-
-def naive_decode(rle, shape=(H, W)) -> np.ndarray:
-    """The usual Kaggle rle_decode: bool (H, W)."""
-    img = np.zeros(shape[0] * shape[1], dtype=bool)
-    if isinstance(rle, str) and rle.strip():
-        s = rle.split()
-        starts, lengths = (np.asarray(x, dtype=int) for x in (s[0::2], s[1::2]))
-        starts -= 1
-        for lo, hi in zip(starts, starts + lengths):
-            img[lo:hi] = True
-    return img.reshape(shape)
 
 
 def naive_counts(frame_a, frame_b, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,22 +38,15 @@ def naive_counts(frame_a, frame_b, n_rows: int) -> tuple[np.ndarray, np.ndarray]
     inter = np.zeros(NUM_CLASSES, np.int64)
     union = np.zeros(NUM_CLASSES, np.int64)
     for i in range(n_rows):
-        a = naive_decode(frame_a["rle"].iat[i])
-        b = naive_decode(frame_b["rle"].iat[i])
+        a = kaggle_decode(frame_a["rle"].iat[i], dtype=bool)
+        b = kaggle_decode(frame_b["rle"].iat[i], dtype=bool)
         inter[i % NUM_CLASSES] += np.logical_and(a, b).sum()
         union[i % NUM_CLASSES] += np.logical_or(a, b).sum()
     return inter, union
 
 
-def clocks() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=288)
-    ap.add_argument("--naive-images", type=int, default=16)
-    args = ap.parse_args()
+    args = bench_parser(__doc__).parse_args()
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,29 +56,25 @@ def main() -> None:
         print(f"made two {args.images}-image CSVs ({args.images * NUM_CLASSES} rows each) "
               f"in {time.perf_counter() - t0:.1f} s")
 
-        w0, c0 = clocks()
-        cmp = compare_submissions(pa, pb, (H, W), top=20, progress=False)
-        w1, c1 = clocks()
-        ours_wall, ours_cpu = w1 - w0, c1 - c0
-
+        with Timer() as ours:
+            cmp = compare_submissions(pa, pb, (H, W), top=20, progress=False)
         k = min(args.naive_images, args.images)
-        w0, c0 = clocks()
-        fa = pd.read_csv(pa, keep_default_na=False)
-        fb = pd.read_csv(pb, keep_default_na=False)
-        w1, c1 = clocks()
-        inter, union = naive_counts(fa, fb, k * NUM_CLASSES)
-        w2, c2 = clocks()
+        with Timer() as read:
+            fa = pd.read_csv(pa, keep_default_na=False)
+            fb = pd.read_csv(pb, keep_default_na=False)
+        with Timer() as loop:
+            inter, union = naive_counts(fa, fb, k * NUM_CLASSES)
         scale = args.images / k
-        naive_wall = (w1 - w0) + (w2 - w1) * scale
-        naive_cpu = (c1 - c0) + (c2 - c1) * scale
+        naive_wall = read.wall + loop.wall * scale
+        naive_cpu = read.cpu + loop.cpu * scale
 
     ours_inter = cmp.inter[:k].sum(axis=0)
     ours_union = cmp.union[:k].sum(axis=0)
     assert np.array_equal(ours_inter, inter) and np.array_equal(ours_union, union), "results differ"
     print(f"mean per-class IoU {cmp.mean_iou():.4f} (subset of {k} images checked equal to the dense way)")
-    print(f"ours : wall {ours_wall:7.2f} s   cpu {ours_cpu:7.2f} s")
+    print(f"ours : wall {ours.wall:7.2f} s   cpu {ours.cpu:7.2f} s")
     print(f"naive: wall {naive_wall:7.2f} s   cpu {naive_cpu:7.2f} s   (dense loop on {k} images, x{scale:.0f})")
-    print(f"ratio: wall {naive_wall / ours_wall:6.1f}x   cpu {naive_cpu / ours_cpu:6.1f}x")
+    print(f"ratio: wall {naive_wall / ours.wall:6.1f}x   cpu {naive_cpu / ours.cpu:6.1f}x")
 
 
 if __name__ == "__main__":

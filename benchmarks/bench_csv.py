@@ -14,7 +14,6 @@ checked: integers, pairs, starts >= 1, lengths > 0, sorted, disjoint, within H*W
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -24,25 +23,12 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fixtures import make_submission  # noqa: E402
+from _fixtures import bench_parser, kaggle_decode, make_submission  # noqa: E402
 
 from yolohand.core.classes import CLASSES  # noqa: E402
 from yolohand.core.submission import iter_submission  # noqa: E402
 
-SHAPE = (2048, 2048)
-
-
-def rle_decode(mask_rle, shape=SHAPE) -> np.ndarray:
-    """The competition notebooks' decoder (NaN -> empty)."""
-    img = np.zeros(shape[0] * shape[1], dtype=np.uint8)
-    if isinstance(mask_rle, str):
-        s = mask_rle.split()
-        starts, lengths = [np.asarray(x, dtype=int) for x in (s[0:][::2], s[1:][::2])]
-        starts -= 1
-        ends = starts + lengths
-        for lo, hi in zip(starts, ends):
-            img[lo:hi] = 1
-    return img.reshape(shape)
+SHAPE = (2048, 2048)  # the size the fixtures draw at
 
 
 def check_frame(df: pd.DataFrame) -> None:
@@ -56,7 +42,7 @@ def usual(path: Path) -> int:
     check_frame(df)
     total = 0
     for r in df["rle"]:
-        total += int(rle_decode(r).any())
+        total += int(kaggle_decode(r).any())
     return total
 
 
@@ -94,8 +80,7 @@ def best_time(fn, path: Path, repeat: int) -> tuple[float, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=288)
+    ap = bench_parser(__doc__, naive_images=None)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--usual-repeat", type=int, default=1, help="passes of the slow dense baseline")
     args = ap.parse_args()

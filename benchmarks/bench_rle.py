@@ -17,18 +17,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fixtures import make_bone_masks  # noqa: E402
+from _fixtures import kaggle_encode, make_bone_masks  # noqa: E402
 
 from yolohand.core import rle  # noqa: E402
-
-
-def naive_encode(mask: np.ndarray) -> str:
-    """The usual encoder: the whole flattened mask, padded, diffed, paired."""
-    pixels = mask.flatten()
-    pixels = np.concatenate([[0], pixels, [0]])
-    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
-    runs[1::2] -= runs[::2]
-    return " ".join(str(x) for x in runs)
 
 
 def best_time(fn, stacks, repeat: int) -> float:
@@ -55,10 +46,10 @@ def main() -> None:
     n = sum(len(s) for s in stacks)
     for masks in stacks:  # same strings, or the comparison is void
         for m in masks:
-            assert rle.encode(m) == naive_encode(m)
+            assert rle.encode(m) == kaggle_encode(m)
 
     t_ours = best_time(rle.encode, stacks, args.repeat)
-    t_naive = best_time(naive_encode, stacks, args.repeat)
+    t_naive = best_time(kaggle_encode, stacks, args.repeat)
     print(f"encode {n} masks ({args.images} images x 29, {args.size}x{args.size}), best of {args.repeat}:")
     print(f"  naive (flatten, pad, diff): {t_naive:8.3f} s  ({t_naive / n * 1e3:6.2f} ms/mask)")
     print(f"  yolohand.core.rle.encode:        {t_ours:8.3f} s  ({t_ours / n * 1e3:6.2f} ms/mask)")

@@ -20,42 +20,18 @@ Run: ``.venv/bin/python benchmarks/bench_vote.py [--images 288] [--naive-images 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from _fixtures import make_submission  # noqa: E402
+from _fixtures import H, Timer, W, bench_parser, kaggle_decode, kaggle_encode, make_submission  # noqa: E402
 
 from yolohand.core.classes import NUM_CLASSES  # noqa: E402
 from yolohand.results.ensemble import hard_vote  # noqa: E402
-
-H = W = 2048
-
-
-def naive_decode(rle, shape=(H, W)) -> np.ndarray:
-    """The usual Kaggle rle_decode: uint8 (H, W)."""
-    img = np.zeros(shape[0] * shape[1], dtype=np.uint8)
-    if isinstance(rle, str) and rle.strip():
-        s = rle.split()
-        starts, lengths = (np.asarray(x, dtype=int) for x in (s[0::2], s[1::2]))
-        starts -= 1
-        for lo, hi in zip(starts, starts + lengths):
-            img[lo:hi] = 1
-    return img.reshape(shape)
-
-
-def naive_encode(mask: np.ndarray) -> str:
-    """The usual Kaggle rle_encode: flatten, pad, diff, pairs."""
-    pixels = np.concatenate([[0], mask.flatten(), [0]])
-    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
-    runs[1::2] -= runs[::2]
-    return " ".join(str(x) for x in runs)
 
 
 def naive_vote(frames, n_rows: int) -> list[tuple[str, str, str]]:
@@ -69,10 +45,10 @@ def naive_vote(frames, n_rows: int) -> list[tuple[str, str, str]]:
         masks = []
         for df in frames:
             rle = df.iloc[i]["rle"]
-            masks.append(np.zeros((H, W), np.uint8) if pd.isna(rle) else naive_decode(rle))
+            masks.append(np.zeros((H, W), np.uint8) if pd.isna(rle) else kaggle_decode(rle))
         vote = np.sum(masks, axis=0)
         row = frames[0].iloc[i]
-        out.append((row["image_name"], row["class"], naive_encode((vote >= need).astype(np.uint8))))
+        out.append((row["image_name"], row["class"], kaggle_encode((vote >= need).astype(np.uint8))))
     return out
 
 
@@ -84,63 +60,57 @@ def lean_vote(frames, n_rows: int) -> list[str]:
     for i in range(n_rows):
         total = np.zeros((H, W), dtype=np.uint8)
         for col in rles:
-            total += naive_decode(col[i])
-        out.append(naive_encode(total >= need))
+            total += kaggle_decode(col[i])
+        out.append(kaggle_encode(total >= need))
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=288, help="images per CSV (29 rows each)")
-    ap.add_argument("--naive-images", type=int, default=16, help="images the usual dense loop is timed on")
+    ap = bench_parser(__doc__)
     ap.add_argument("--lean-images", type=int, default=8, help="images the lean dense loop is timed on")
     args = ap.parse_args()
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t = time.perf_counter()
-        inputs = [make_submission(tmp / f"model{k}.csv", args.images, seed=k, jitter=3.0) for k in range(3)]
+        with Timer() as made:
+            inputs = [make_submission(tmp / f"model{k}.csv", args.images, seed=k, jitter=3.0) for k in range(3)]
         mb = sum(p.stat().st_size for p in inputs) / 2**20
         print(f"fixtures: 3 CSVs x {args.images * NUM_CLASSES} rows ({args.images} images, {mb:.0f} MiB) "
-              f"written in {time.perf_counter() - t:.1f} s")
+              f"written in {made.wall:.1f} s")
 
-        t, c = time.perf_counter(), time.process_time()
-        summary = hard_vote(inputs, tmp / "ours.csv", progress=False)
-        ours, ours_cpu = time.perf_counter() - t, time.process_time() - c
+        with Timer() as ours:
+            summary = hard_vote(inputs, tmp / "ours.csv", progress=False)
         print(f"ours : hard_vote, {summary.images} images, {summary.rows} rows: "
-              f"{ours:.2f} s wall, {ours_cpu:.2f} s CPU")
+              f"{ours.wall:.2f} s wall, {ours.cpu:.2f} s CPU")
 
-        t, c = time.perf_counter(), time.process_time()
-        frames = [pd.read_csv(p, keep_default_na=True) for p in inputs]
-        t_read, c_read = time.perf_counter() - t, time.process_time() - c
+        with Timer() as read:
+            frames = [pd.read_csv(p, keep_default_na=True) for p in inputs]
         n_sub = min(args.naive_images, args.images)
-        t, c = time.perf_counter(), time.process_time()
-        rows = naive_vote(frames, n_sub * NUM_CLASSES)
-        pd.DataFrame(rows, columns=["image_name", "class", "rle"]).to_csv(tmp / "naive.csv", index=False)
-        t_loop, c_loop = time.perf_counter() - t, time.process_time() - c
+        with Timer() as loop:
+            rows = naive_vote(frames, n_sub * NUM_CLASSES)
+            pd.DataFrame(rows, columns=["image_name", "class", "rle"]).to_csv(tmp / "naive.csv", index=False)
         scale = args.images / n_sub
-        naive, naive_cpu = t_read + t_loop * scale, c_read + c_loop * scale
-        print(f"naive: pandas read of the 3 CSVs {t_read:.2f} s (all rows) + dense decode/sum/threshold/"
-              f"encode/write loop {t_loop:.2f} s on {n_sub} of {args.images} images, extrapolated "
+        naive, naive_cpu = read.wall + loop.wall * scale, read.cpu + loop.cpu * scale
+        print(f"naive: pandas read of the 3 CSVs {read.wall:.2f} s (all rows) + dense decode/sum/threshold/"
+              f"encode/write loop {loop.wall:.2f} s on {n_sub} of {args.images} images, extrapolated "
               f"linearly x{scale:.1f} -> {naive:.1f} s wall, {naive_cpu:.1f} s CPU")
 
         ours_rows = pd.read_csv(tmp / "ours.csv", nrows=n_sub * NUM_CLASSES, keep_default_na=False)
         same = all(a == b for a, b in zip(ours_rows["rle"].tolist(), (r[2] for r in rows)))
         print(f"check: the {n_sub * NUM_CLASSES} naive rows {'equal' if same else 'DIFFER FROM'} ours")
-        print(f"ratio: {naive / ours:.0f}x wall, {naive_cpu / ours_cpu:.0f}x CPU "
-              f"(target >= 50x; ours {'under' if ours < 30 else 'OVER'} 30 s)")
+        print(f"ratio: {naive / ours.wall:.0f}x wall, {naive_cpu / ours.cpu:.0f}x CPU "
+              f"(target >= 50x; ours {'under' if ours.wall < 30 else 'OVER'} 30 s)")
 
         n_lean = min(args.lean_images, args.images)
-        t, c = time.perf_counter(), time.process_time()
-        lean_rows = lean_vote(frames, n_lean * NUM_CLASSES)
-        t_lean, c_lean = time.perf_counter() - t, time.process_time() - c
+        with Timer() as lean_t:
+            lean_rows = lean_vote(frames, n_lean * NUM_CLASSES)
         scale = args.images / n_lean
-        lean, lean_cpu = t_read + t_lean * scale, c_read + c_lean * scale
+        lean, lean_cpu = read.wall + lean_t.wall * scale, read.cpu + lean_t.cpu * scale
         same = same and lean_rows == [r[2] for r in rows[: len(lean_rows)]]
         print(f"lean : the dense loop with an in-place uint8 sum (no np.sum over a list, no .iloc): "
-              f"{t_lean:.2f} s on {n_lean} images, extrapolated -> {lean:.1f} s wall, {lean_cpu:.1f} s CPU; "
-              f"ratio {lean / ours:.0f}x wall, {lean_cpu / ours_cpu:.0f}x CPU")
+              f"{lean_t.wall:.2f} s on {n_lean} images, extrapolated -> {lean:.1f} s wall, {lean_cpu:.1f} s CPU; "
+              f"ratio {lean / ours.wall:.0f}x wall, {lean_cpu / ours.cpu:.0f}x CPU")
         if not same:
             sys.exit(1)
 
