@@ -34,7 +34,8 @@ ultralytics 8.4 reads images with ``cv2.IMREAD_GRAYSCALE`` when the data YAML sa
 loading 3-channel pretrained weights into a 1-channel model sums the first convolution's filters
 (``BaseModel.load``), which is exactly the 3-channel network applied to a gray image repeated 3
 times. So nothing is lost, and decoding, augmentation and the resize cache carry 3x less data.
-Train and predict must import CHANNELS from here.
+The data YAMLs written here say ``channels: 1``; train reads the channel count from the data
+YAML and predict from the checkpoint, so no other module needs CHANNELS.
 
 Bad input (fatal = YolohandError, non-zero exit, nothing written; warning = listed in the
 report and counted in the summary):
