@@ -211,3 +211,65 @@ def test_cli(tiny, tmp_path):
     assert json.loads(out.read_text())["mean_dice"] == 1.0
     res = CliRunner().invoke(app, [str(pred), "--gt", str(tiny), "--json", str(out)])
     assert isinstance(res.exception, YolohandError) and "already exists" in str(res.exception)
+
+
+def test_missing_root_is_one_message(tmp_path):
+    pred = write_pred(tmp_path / "p.csv", {"b.png": {}})
+    with pytest.raises(YolohandError) as info:
+        evaluate(pred, tmp_path / "nothere", progress=False)
+    assert str(info.value) == f"{tmp_path / 'nothere'}: dataset root not found (--gt)"
+    with pytest.raises(YolohandError, match="--split 'val': expected one of train, test"):
+        evaluate(pred, tmp_path / "nothere", split="val", progress=False)
+
+
+def test_json_output_checked_before_scoring(tiny, tmp_path):
+    from yolohand.cli.evaluate import evaluate as cmd
+
+    app = typer.Typer()
+    app.command()(cmd)
+    pred = write_pred(tmp_path / "p.csv", {"b.png": {"finger-1": SQUARE_RLE}})
+    (tmp_path / "dir").mkdir()
+    for target, match in [(tmp_path / "dir", "is a folder"), (pred, "is also an input"),
+                          (tiny / "r.json", "lies inside the input"), ("/proc/r.json", "cannot write in /proc")]:
+        res = CliRunner().invoke(app, [str(pred), "--gt", str(tiny), "--json", str(target), "--force"])
+        assert isinstance(res.exception, YolohandError) and match in str(res.exception), res.output
+        assert "mDice" not in res.output  # refused before the scoring
+    assert pred.read_text().startswith("image_name,class,rle")
+
+
+# ----------------------------------------------------------------------------- ground truth as a CSV
+
+
+def test_gt_submission_exact_rows(tiny, tmp_path):
+    from yolohand.results.evaluate import write_gt_submission
+
+    summary = write_gt_submission(tiny, tmp_path / "gt.csv", split="train", progress=False)
+    assert (summary.images, summary.split) == (2, "train")
+    rows = list(csv.reader(open(tmp_path / "gt.csv", newline="")))
+    assert rows[0] == ["image_name", "class", "rle"] and len(rows) == 1 + 2 * NUM_CLASSES
+    assert [r[0] for r in rows[1::NUM_CLASSES]] == ["a.png", "b.png"]  # sorted by ID folder, c.png has no JSON
+    by = {(r[0], r[1]): r[2] for r in rows[1:]}
+    assert by[("a.png", "finger-1")] == by[("b.png", "finger-1")] == SQUARE_RLE
+    # Radius of a.png: two 2x2 squares, (x 0..1, y 8..9) and (x 10..11, y 0..1), OR-ed.
+    assert by[("a.png", "Radius")] == "11 2 23 2 97 2 109 2"
+    assert by[("b.png", "Ulna")] == "" and len(summary.problems) > 0
+
+
+def test_gt_submission_scores_one_against_itself(synth_root, tmp_path):
+    from yolohand.results.evaluate import write_gt_submission
+
+    write_gt_submission(synth_root, tmp_path / "gt.csv", split="test", progress=False)
+    res = evaluate(tmp_path / "gt.csv", synth_root, split="test", progress=False)
+    assert res.mean == 1.0 and res.n_images == res.n_gt_images == 2
+
+
+def test_gt_command_refuses_bad_places_and_fold_on_test(tiny, tmp_path):
+    from yolohand.results.evaluate import write_gt_submission
+
+    with pytest.raises(YolohandError, match="lies inside the input"):
+        write_gt_submission(tiny, tiny / "gt.csv", progress=False)
+    with pytest.raises(YolohandError, match="use --split train"):
+        write_gt_submission(tiny, tmp_path / "gt.csv", split="test", fold=0, progress=False)
+    with pytest.raises(YolohandError, match="dataset root not found"):
+        write_gt_submission(tmp_path / "nothere", tmp_path / "gt.csv", progress=False)
+    assert not (tmp_path / "gt.csv").exists()

@@ -54,6 +54,8 @@ _COMMANDS = [
     ("predict", "predict",
      "Predict images into a submission CSV (soft full-resolution masks, 29 rows per image).",
      "Images -> submission CSV (+ probability maps)."),
+    ("gt", "gt", "Write the ground truth of a split as a submission CSV (for compare, evaluate, the app).",
+     "Ground truth of a split as a submission CSV."),
     ("evaluate", "evaluate",
      "Per-class Dice and mDice of a submission CSV or probability maps against ground truth.",
      "Per-class Dice and mDice against ground truth."),

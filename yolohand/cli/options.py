@@ -11,6 +11,7 @@ No heavy imports here: ``yolohand --help`` stays fast.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,13 @@ from yolohand.errors import YolohandError
 
 #: Largest image side accepted by ``--size`` (the competition's images are 2048).
 MAX_SIDE = 65536
+
+
+class Split(str, enum.Enum):
+    """``--split``: the dataset split (yolohand.results.evaluate.SPLITS)."""
+
+    train = "train"
+    test = "test"
 
 
 def parse_size(text: str | tuple[int, int] | None, flag: str = "--size") -> tuple[int, int] | None:
@@ -89,4 +97,4 @@ def format_size(shape: tuple[int, int]) -> str:
     return f"{shape[0]},{shape[1]}"
 
 
-__all__ = ["MAX_SIDE", "as_param", "format_size", "parse_fold", "parse_size", "parse_weights", "size_option"]
+__all__ = ["MAX_SIDE", "Split", "as_param", "format_size", "parse_fold", "parse_size", "parse_weights", "size_option"]

@@ -146,10 +146,19 @@ class _GroundTruth:
     unannotated: set[str]                          # keys of images present but without JSON
 
 
-def _load_gt(root: str | os.PathLike, split: str | None, by_stem: bool) -> _GroundTruth:
-    splits = SPLITS if split is None else (split,)
-    if split is not None and split not in SPLITS:
+def check_split(split: str | None) -> tuple[str, ...]:
+    """The splits to look in: both for None, else the one named; YolohandError for another name."""
+    if split is None:
+        return SPLITS
+    if split not in SPLITS:
         raise YolohandError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    return (split,)
+
+
+def _load_gt(root: str | os.PathLike, split: str | None, by_stem: bool) -> _GroundTruth:
+    splits = check_split(split)
+    if not Path(root).expanduser().is_dir():
+        raise YolohandError(f"{root}: dataset root not found (--gt)")
     records: dict[str, tuple[str, ImageRecord]] = {}
     indexes: dict[str, DatasetIndex] = {}
     unannotated: set[str] = set()
@@ -166,7 +175,7 @@ def _load_gt(root: str | os.PathLike, split: str | None, by_stem: bool) -> _Grou
         for p in idx.images_without_json:
             unannotated.add(p.stem if by_stem else p.name)
     if not indexes:
-        raise YolohandError("; ".join(errors))
+        raise YolohandError(errors[0] if len(set(errors)) == 1 or len(errors) == 1 else "; ".join(errors))
     if not records:
         raise YolohandError(f"{root}: no annotated images in {' or '.join(splits)} (no outputs_json?)")
     return _GroundTruth(records, indexes, unannotated)
@@ -215,6 +224,71 @@ def _pred_runs(
             yield name, runs
 
 
+def _check_names(pred: Path, names: list[str], maps: dict[str, Path] | None, gt: _GroundTruth,
+                 gt_root: str | os.PathLike) -> None:
+    """YolohandError for an image PRED lists twice, or one the ground truth lacks."""
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise YolohandError(f"{pred}: image #{i + 1} {name!r} appears twice")
+        seen.add(name)
+        key = _key(name, maps)
+        if key not in gt.records:
+            counts = ", ".join(f"{s}: {len(ix.records)}" for s, ix in gt.indexes.items())
+            why = "has no annotation JSON" if key in gt.unannotated else "is not in the ground truth"
+            where = f"{maps[name]}" if maps is not None else f"{pred}: image #{i + 1}"
+            raise YolohandError(f"{where}: {name!r} {why} of {gt_root} ({counts} annotated images)")
+
+
+def _key(name: str, maps: dict[str, Path] | None) -> str:
+    """Maps are matched to images by stem, CSV rows by file name."""
+    return Path(name).stem if maps is not None else name
+
+
+def fold_records(gt_root: str | os.PathLike, records: Sequence[ImageRecord], fold: int,
+                 yolo_dir: str | os.PathLike | None) -> list[ImageRecord]:
+    """The ``records`` (of the train split) in fold ``fold``'s validation set (folds.json)."""
+    from yolohand.config import default_path
+
+    folds = read_folds(default_path("yolo", yolo_dir))
+    if not 0 <= fold < len(folds):
+        raise YolohandError(f"--fold {fold}: folds.json has folds 0..{len(folds) - 1}")
+    members = set(folds[fold])
+    scope = [r for r in records if _in_fold(r, members)]
+    if not scope:
+        raise YolohandError(f"fold {fold}: none of its IDs are annotated images of {gt_root}/train")
+    return scope
+
+
+def _scope(gt: _GroundTruth, names: list[str], maps: dict[str, Path] | None, gt_root: str | os.PathLike,
+           fold: int | None, yolo_dir: str | os.PathLike | None) -> tuple[list[ImageRecord], list[str]]:
+    """(ground-truth records in scope, splits used): the splits PRED's images come from, or the fold."""
+    if fold is None:
+        used = sorted({gt.records[_key(n, maps)][0] for n in names}, key=SPLITS.index)
+        return [r for s in used for r in gt.indexes[s].records], used
+    if "train" not in gt.indexes:
+        raise YolohandError(f"{gt_root}: --fold needs the train split")
+    return fold_records(gt_root, gt.indexes["train"].records, fold, yolo_dir), ["train"]
+
+
+def _score(pred: Path, maps: dict[str, Path] | None, records: dict[str, ImageRecord], sizes: dict[str, Shape],
+           progress: bool) -> tuple[metrics.DiceTable, dict[str, np.ndarray], list[str]]:
+    """Dice per (image, class) of the images in ``records``, streamed in PRED order."""
+    stream_shape = max(set(sizes.values()), key=lambda s: (s[0] * s[1], s))
+    table = metrics.DiceTable()
+    per_image: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    with tqdm(total=len(records), desc="evaluate", unit="img", disable=not progress) as bar:
+        for name, runs in _pred_runs(pred, maps, sizes, stream_shape):
+            truth, probs = gt_runs(records[name].json_path, sizes[name])
+            problems += probs
+            dice = np.array([metrics.dice_runs(p, t) for p, t in zip(runs, truth)], dtype=np.float64)
+            table.add(name, dice)
+            per_image[name] = dice
+            bar.update()
+    return table, per_image, problems
+
+
 def evaluate(
     pred: str | os.PathLike,
     gt_root: str | os.PathLike,
@@ -233,62 +307,18 @@ def evaluate(
     lacks, or when nothing is left to score.
     """
     pred = Path(pred)
+    check_split(split)
     names, maps = _pred_names(pred)
     gt = _load_gt(gt_root, split, by_stem=maps is not None)
-
-    def key(name: str) -> str:
-        return Path(name).stem if maps is not None else name
-
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            raise YolohandError(f"{pred}: image #{i + 1} {name!r} appears twice")
-        seen.add(name)
-
-    for i, name in enumerate(names):
-        if key(name) not in gt.records:
-            counts = ", ".join(f"{s}: {len(ix.records)}" for s, ix in gt.indexes.items())
-            why = "has no annotation JSON" if key(name) in gt.unannotated else "is not in the ground truth"
-            where = f"{maps[name]}" if maps is not None else f"{pred}: image #{i + 1}"
-            raise YolohandError(f"{where}: {name!r} {why} of {gt_root} ({counts} annotated images)")
-
-    used_splits = sorted({gt.records[key(n)][0] for n in names}, key=SPLITS.index)
-    if fold is not None:
-        from yolohand.config import default_path
-
-        folds = read_folds(default_path("yolo", yolo_dir))
-        if not 0 <= fold < len(folds):
-            raise YolohandError(f"--fold {fold}: folds.json has folds 0..{len(folds) - 1}")
-        if "train" not in gt.indexes:
-            raise YolohandError(f"{gt_root}: --fold needs the train split")
-        members = set(folds[fold])
-        scope = [r for r in gt.indexes["train"].records if _in_fold(r, members)]
-        if not scope:
-            raise YolohandError(f"fold {fold}: none of its IDs are annotated images of {gt_root}/train")
-        used_splits = ["train"]
-    else:
-        scope = [r for s in used_splits for r in gt.indexes[s].records]
-    scope_keys = {key(r.name) for r in scope}
-    scored = [n for n in names if key(n) in scope_keys and gt.records[key(n)][0] in used_splits]
+    _check_names(pred, names, maps, gt, gt_root)
+    scope, used_splits = _scope(gt, names, maps, gt_root, fold, yolo_dir)
+    scope_keys = {_key(r.name, maps) for r in scope}
+    scored = [n for n in names if _key(n, maps) in scope_keys and gt.records[_key(n, maps)][0] in used_splits]
     if not scored:
         raise YolohandError(f"{pred}: none of its {len(names)} images are in fold {fold}'s validation set")
-
-    records = {n: gt.records[key(n)][1] for n in scored}
+    records = {n: gt.records[_key(n, maps)][1] for n in scored}
     sizes = {n: tuple(shape) if shape else image_size(records[n].image_path) for n in scored}
-    stream_shape = max(set(sizes.values()), key=lambda s: (s[0] * s[1], s))
-
-    table = metrics.DiceTable()
-    per_image: dict[str, np.ndarray] = {}
-    problems: list[str] = []
-    bar = tqdm(total=len(scored), desc="evaluate", unit="img", disable=not progress)
-    for name, runs in _pred_runs(pred, maps, sizes, stream_shape):
-        truth, probs = gt_runs(records[name].json_path, sizes[name])
-        problems += probs
-        dice = image_dice(runs, truth, sizes[name][0] * sizes[name][1])
-        table.add(name, dice)
-        per_image[name] = dice
-        bar.update()
-    bar.close()
+    table, per_image, problems = _score(pred, maps, records, sizes, progress)
     return EvalResult(
         per_class=np.asarray(table.per_class(), dtype=np.float64),
         mean=float(table.mean()),
@@ -304,7 +334,60 @@ def evaluate(
     )
 
 
-__all__ = [
-    "Shape", "SPLITS", "EvalResult", "to_json", "format_table", "gt_runs", "image_dice", "read_folds",
-    "evaluate",
-]
+# ----------------------------------------------------------------------------- ground truth as a CSV
+
+
+@dataclass
+class GtSummary:
+    """What :func:`write_gt_submission` wrote."""
+
+    out: Path
+    split: str
+    images: int
+    problems: list[str] = field(default_factory=list)
+    fold: int | None = None
+
+
+def write_gt_submission(
+    gt_root: str | os.PathLike,
+    out: str | os.PathLike,
+    split: str = "test",
+    fold: int | None = None,
+    yolo_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> GtSummary:
+    """Write the ground truth of ``<gt_root>/<split>`` as a submission CSV at ``out``.
+
+    Images with an annotation JSON, in the competition's row order (sorted by ``IDxxx/name``),
+    29 rows each, RLEs of the polygon fills at each image's own size; streamed (one image in
+    memory). ``fold``: only fold ``fold``'s validation images (train split, folds.json from
+    ``yolohand convert``). Annotation problems (missing class...) are returned, not fatal.
+    """
+    from yolohand.core.paths import CSV, check_output
+    from yolohand.core.submission import write_submission
+
+    (split,) = check_split(split)
+    root = Path(gt_root).expanduser()
+    if not root.is_dir():
+        raise YolohandError(f"{gt_root}: dataset root not found (--root)")
+    out_path = check_output(out, CSV, [root], force, flag="OUT")
+    records = find_split(root, split, require_json=True).records
+    if not records:
+        raise YolohandError(f"{root / split / 'outputs_json'}: no annotated images in the {split} split")
+    if fold is not None:
+        if split != "train":
+            raise YolohandError("--fold selects validation images of the train split (use --split train)")
+        records = fold_records(root, records, fold, yolo_dir)
+    problems: list[str] = []
+
+    def items(bar: tqdm) -> Iterator[tuple[str, list[np.ndarray]]]:
+        for rec in records:
+            runs, probs = gt_runs(rec.json_path, image_size(rec.image_path))
+            problems.extend(probs)
+            yield rec.name, runs
+            bar.update()
+
+    with tqdm(total=len(records), desc="ground truth", unit="img", disable=not progress) as bar:
+        n = write_submission(out_path, items(bar), force=force)
+    return GtSummary(out_path, split, n, problems, fold)
