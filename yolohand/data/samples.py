@@ -8,9 +8,8 @@ image and stores
 - ``<cache>/<ID>/<stem>.img.npy``: uint8 (S, S) grayscale image (``cv2.INTER_AREA``; from the
   convert resize cache ``<stem>.npy`` when it exists, else the PNG);
 - ``<cache>/<ID>/<stem>.mask.npy``: uint8 (29, S, ceil(S / 8)) masks packed along the last axis
-  (``np.packbits``): the label polygons filled at S with sub-pixel precision (``cv2.fillPoly``
-  with ``shift``), so a target is the polygon fill at the training size, not a resampled
-  full-size mask.
+  (``np.packbits``): the label polygons filled at full size as the ground truth is, area-resized
+  to S (:func:`fill_label`).
 
 The image is squashed to S x S whatever its aspect; prediction does the same and resizes the
 logits back to the original size, so train and predict agree. The cache lives in the converted
@@ -32,11 +31,7 @@ from yolohand.core.classes import NUM_CLASSES
 from yolohand.data.imcache import read_gray_like_ultralytics
 from yolohand.errors import YolohandError
 
-__all__ = ["Sample", "SHIFT", "sample_paths", "label_path", "fill_label", "make_sample", "build_sample_cache", "load_sample"]
-
-#: Fixed-point bits of the polygon coordinates given to cv2.fillPoly (1/256 pixel).
-SHIFT = 8
-
+__all__ = ["Sample", "sample_paths", "label_path", "fill_label", "make_sample", "build_sample_cache", "load_sample"]
 
 @dataclass(frozen=True)
 class Sample:
@@ -62,22 +57,25 @@ def sample_paths(cache: Path, image: Path) -> Sample:
 
 
 def fill_label(label: Path, size: int, orig_hw: tuple[int, int]) -> np.ndarray:
-    """bool (29, size, size): the label file's polygons filled at ``size`` x ``size``.
+    """bool (29, size, size): each class's label polygons filled at the original size exactly as
+    the ground truth is (``cv2.fillPoly`` of the integer pixel points), then area-resized to
+    ``size`` and kept where at least half of a pixel is covered.
 
-    Label points are original pixel indices / (W, H); a pixel index p is the centre p + 0.5 of
-    its pixel, which lands on index (p + 0.5) * size / W - 0.5 at the training size.
+    So a target pixel is on when most of the full-size mask under it is: the training target
+    of the competition's full-size Dice, with no half-pixel growth of a low-resolution fill.
     """
-    masks = np.zeros((NUM_CLASSES, size, size), np.uint8)
-    wh = np.array([orig_hw[1], orig_hw[0]], np.float64)
-    gain = size / wh
-    for line in label.read_text().splitlines():
-        vals = line.split()
-        if len(vals) < 7:
-            continue
-        pixels = np.asarray(vals[1:], np.float64).reshape(-1, 2) * wh
-        xy = ((pixels + 0.5) * gain - 0.5) * (1 << SHIFT)
-        cv2.fillPoly(masks[int(vals[0])], [np.rint(xy).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=SHIFT)
-    return masks.astype(bool)
+    from yolohand.data.convert import parse_label_file
+
+    by_class: dict[int, list[np.ndarray]] = {}
+    for cls, pts in parse_label_file(label, *orig_hw):
+        by_class.setdefault(cls, []).append(pts)
+    masks = np.zeros((NUM_CLASSES, size, size), bool)
+    full = np.zeros(orig_hw, np.uint8)
+    for cls, polys in by_class.items():  # one full-size plane at a time
+        full[:] = 0
+        cv2.fillPoly(full, polys, 255)
+        masks[cls] = cv2.resize(full, (size, size), interpolation=cv2.INTER_AREA) >= 128
+    return masks
 
 
 def _source_image(image: Path) -> np.ndarray:

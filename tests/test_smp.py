@@ -1,0 +1,136 @@
+"""The smp family: sample cache, config rules, a tiny model that must learn, prediction outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from yolohand.core.classes import NUM_CLASSES
+from yolohand.errors import YolohandError
+from yolohand.models.family import parse_model
+
+
+def _write_square_dataset(root: Path, n: int = 6, size: int = 96) -> Path:
+    """A converted dataset by hand: a bright square per image, class 0's label is that square.
+
+    Trivially learnable (the mask is where the image is bright); two folds of n/2 images.
+    """
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(n):
+        img = np.full((size, size), 30, np.uint8)
+        y, x = (int(v) for v in rng.integers(8, size - 40, 2))
+        img[y : y + 30, x : x + 30] = 220
+        ident = f"ID{i:03d}"
+        (root / "images" / ident).mkdir(parents=True)
+        (root / "labels" / ident).mkdir(parents=True)
+        path = root / "images" / ident / f"image{i}.png"
+        cv2.imwrite(str(path), img)
+        pts = np.array([[x, y], [x + 29, y], [x + 29, y + 29], [x, y + 29]], np.float64) / size
+        (root / "labels" / ident / f"image{i}.txt").write_text("0 " + " ".join(f"{v:.6f}" for v in pts.ravel()) + "\n")
+        images.append(path)
+    folds = root / "folds"
+    folds.mkdir()
+    half = n // 2
+    for k, (train, val) in enumerate([(images[:half], images[half:]), (images[half:], images[:half])]):
+        (folds / f"fold{k}_train.txt").write_text("\n".join(map(str, train)) + "\n")
+        (folds / f"fold{k}_val.txt").write_text("\n".join(map(str, val)) + "\n")
+        (folds / f"fold{k}.yaml").write_text(f"path: {root}\ntrain: {folds / f'fold{k}_train.txt'}\n"
+                                             f"val: {folds / f'fold{k}_val.txt'}\nchannels: 1\n")
+    return root
+
+
+def test_parse_model_specs():
+    assert parse_model("smp:UnetPlusPlus:resnet34").arch == "UnetPlusPlus"
+    assert parse_model("refine:Unet:resnet18").family == "refine"
+    assert parse_model("yolo11n-seg.yaml").family == "yolo" and parse_model(None).family == "yolo"
+    for bad in ("smp:Unet", "smp::resnet18", "smp:Unet:resnet18:x"):
+        with pytest.raises(YolohandError, match="expected smp:ARCH:ENCODER"):
+            parse_model(bad)
+
+
+def test_config_typo_and_type_errors(tmp_path):
+    from yolohand.models.smp.config import merge_args, read_config
+
+    bad = tmp_path / "run.yaml"
+    bad.write_text("epohcs: 3\n")
+    with pytest.raises(YolohandError, match=r"'epohcs' is not a run argument.*did you mean 'epochs'"):
+        read_config(bad)
+    bad.write_text("lr0: abc\n")
+    with pytest.raises(YolohandError, match=r"run.yaml: lr0: 'abc' is not a number"):
+        read_config(bad)
+    bad.write_text("loss: softmax\n")
+    with pytest.raises(YolohandError, match="loss: 'softmax': expected one of combo"):
+        read_config(bad)
+    bad.write_text("epochs: 3\nbatch: : 2\n")
+    with pytest.raises(YolohandError, match=r"run.yaml:2: not valid YAML"):
+        read_config(bad)
+    bad.write_text("loss: dice\nepochs: 7\n")
+    merged = merge_args(read_config(bad), {"epochs": 2, "batch": None})
+    assert merged["loss"] == "dice" and merged["epochs"] == 2 and merged["batch"] == 8  # flag > config > default
+
+
+def test_fill_label_square(tmp_path):
+    from yolohand.data.samples import fill_label
+
+    size = 64
+    pts = np.array([[3, 4], [50, 6], [40, 60]], np.int32)
+    label = tmp_path / "b.txt"
+    label.write_text("0 " + " ".join(f"{v:.6f}" for v in (pts / size).ravel()) + "\n")
+    ref = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(ref, [pts], 1)
+    np.testing.assert_array_equal(fill_label(label, size, (size, size))[0], ref.astype(bool))
+    # downscaled by 4: a pixel is on where at least half of its 4x4 block of the full-size fill is
+    blocks = ref.reshape(size // 4, 4, size // 4, 4).mean(axis=(1, 3))
+    np.testing.assert_array_equal(fill_label(label, size // 4, (size, size))[0], blocks >= 0.5)
+
+
+def test_sample_cache_round_trip_and_reuse(tmp_path):
+    from yolohand.data.samples import build_sample_cache, load_sample, make_sample
+
+    root = _write_square_dataset(tmp_path / "ds", n=2, size=64)
+    images = sorted((root / "images").rglob("*.png"))
+    samples = build_sample_cache(images, tmp_path / "cache", 32, progress=False)
+    for s in samples:
+        im, masks = load_sample(s, 32)
+        ref_im, ref_masks = make_sample(s.image, 32)
+        np.testing.assert_array_equal(im, ref_im)
+        np.testing.assert_array_equal(masks.transpose(2, 0, 1).astype(bool), ref_masks)
+        assert masks.shape == (32, 32, NUM_CLASSES) and s.mask_npy.stat().st_size < 32 * 32 * NUM_CLASSES / 4
+    stamp = samples[0].mask_npy.stat().st_mtime_ns
+    build_sample_cache(images, tmp_path / "cache", 32, progress=False)
+    assert samples[0].mask_npy.stat().st_mtime_ns == stamp  # fresh entries are reused
+
+
+@pytest.mark.slow
+def test_tiny_unet_learns_a_square_and_predicts_it(tmp_path, monkeypatch):
+    """A tiny Unet must learn 'the bright square is class 0' well past its untrained start."""
+    from yolohand.core.rle import runs_to_mask
+    from yolohand.core.submission import iter_submission
+    from yolohand.models.predict import predict_to_submission
+    from yolohand.models.train import train_fold
+
+    monkeypatch.chdir(tmp_path)
+    root = _write_square_dataset(tmp_path / "ds", n=16, size=96)
+    res = train_fold(0, model="smp:Unet:resnet18", yolo=root, runs=tmp_path / "runs", name="sq", device="cpu",
+                     progress=False, imgsz=64, epochs=15, batch=4, lr0=0.01, workers=0, degrees=0.0, scale=0.0,
+                     translate=0.0, threads=1)
+    assert res.best.is_file() and (res.run_dir / "weights" / "last.pt").is_file()
+    assert res.dice > 0.9, res.dice  # 28 empty classes predicted empty + the square found
+    rows = (res.run_dir / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train/loss,val/loss,metrics/dice(M)") and len(rows) == 16
+    assert 1 <= res.best_epoch <= 15
+    out = tmp_path / "pred.csv"
+    val = [Path(p) for p in (root / "folds" / "fold0_val.txt").read_text().split()]
+    src = tmp_path / "list.txt"
+    src.write_text("\n".join(map(str, val)))
+    predict_to_submission(out, source=src, weights=[res.best], device="cpu", progress=False)
+    dices = []
+    for name, runs in iter_submission(out, shape=(96, 96)):
+        img = cv2.imread(str(next(p for p in val if p.name == name)), cv2.IMREAD_GRAYSCALE)
+        gt, pred = img > 128, runs_to_mask(runs[0], img.shape)
+        dices.append(2 * (gt & pred).sum() / (gt.sum() + pred.sum()))
+    assert len(dices) == len(val) and min(dices) > 0.8, dices  # untrained: ~0.1-0.3
