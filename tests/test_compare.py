@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from yolohand.cli import app
 from yolohand.core.classes import CLASSES, NUM_CLASSES
+from yolohand.core.paths import MARKER
 from yolohand.core.rle import class_intersections, encode, intersection_area, mask_to_runs
 from yolohand.core.submission import write_submission
 from yolohand.data.layout import find_split, gt_masks, image_size, read_annotation
@@ -210,9 +211,53 @@ def test_compare_cli_with_images(synth_root: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "mean per-class IoU" in result.output and "3 overlays" in result.output
-    assert {p.name for p in out.iterdir()} == {"report.html", "iou.png", "iou.csv", "iou_per_image.csv"}
+    assert {p.name for p in out.iterdir()} == {"report.html", "iou.png", "iou.csv", "iou_per_image.csv", MARKER}
     assert "left: the X-ray crop" in (out / "report.html").read_text()
     again = CliRunner().invoke(app, args)
     assert again.exit_code != 0 and "already exists" in str(again.exception)
     wrong = CliRunner().invoke(app, args[:-4] + ["--size", "512,512", "--out", str(tmp_path / "r2")])
     assert wrong.exit_code != 0 and "pass --size" in str(wrong.exception)
+
+
+def _two_csvs(tmp_path: Path) -> tuple[Path, Path]:
+
+
+    empty = [""] * NUM_CLASSES
+    full = ["1 4"] + [""] * (NUM_CLASSES - 1)
+    write_submission(tmp_path / "a.csv", [("x.png", full)])
+    write_submission(tmp_path / "b.csv", [("x.png", empty)])
+    return tmp_path / "a.csv", tmp_path / "b.csv"
+
+
+def test_compare_never_replaces_an_input(tmp_path: Path) -> None:
+    a, b = _two_csvs(tmp_path)
+    before = a.read_bytes()
+    for out, match in [(a, "is also an input"), (tmp_path, "contains the input")]:
+        result = CliRunner().invoke(app, ["compare", str(a), str(b), "--size", "2,2", "--out", str(out), "--force"])
+        assert result.exit_code != 0 and match in str(result.exception)
+    assert a.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
+
+
+def test_compare_force_replaces_only_a_previous_report(tmp_path: Path) -> None:
+    a, b = _two_csvs(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    args = ["compare", str(a), str(b), "--size", "2,2", "--force", "--out"]
+    result = CliRunner().invoke(app, [*args, str(mine)])
+    assert result.exit_code != 0 and "not a previous yolohand compare report" in str(result.exception)
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert CliRunner().invoke(app, [*args, str(tmp_path / "r")]).exit_code == 0
+    assert CliRunner().invoke(app, [*args, str(tmp_path / "r")]).exit_code == 0  # its own report: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "mine", "r"]
+
+
+def test_compare_warns_when_images_are_not_found(tmp_path: Path) -> None:
+    a, b = _two_csvs(tmp_path)
+    other = tmp_path / "other" / "ID001"
+    other.mkdir(parents=True)
+    cv2.imwrite(str(other / "y.png"), np.zeros((2, 2), np.uint8))
+    cmp = compare_submissions(a, b, (2, 2), progress=False)
+    with pytest.warns(UserWarning, match="no X-ray named x.png found"):
+        files = write_report(cmp, tmp_path / "r", tmp_path / "other")
+    assert files.overlays == 1

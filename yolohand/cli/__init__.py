@@ -115,6 +115,7 @@ def _close_bars() -> None:
         from tqdm import tqdm
 
         for bar in list(getattr(tqdm, "_instances", ())):
+            bar.leave = True  # a cleared bar leaves the cursor mid-line: end it with a newline instead
             bar.close()
 
 

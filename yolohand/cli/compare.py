@@ -6,17 +6,7 @@ from pathlib import Path
 
 import typer
 
-
-def _parse_size(text: str) -> tuple[int, int]:
-    from yolohand.errors import YolohandError
-
-    try:
-        h, w = (int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise YolohandError(f"--size {text!r}: expected H,W (e.g. 2048,2048)") from None
-    if h <= 0 or w <= 0:
-        raise YolohandError(f"--size {text!r}: sides must be positive")
-    return h, w
+from yolohand.cli.options import size_option
 
 
 def compare(
@@ -25,18 +15,17 @@ def compare(
     images: Path = typer.Option(None, "--images", help="Folder searched (recursively) for the X-rays, shown beside the crops."),
     out: Path = typer.Option(Path("compare_report"), "--out", help="Report folder (report.html, iou.png, iou.csv, iou_per_image.csv)."),
     top: int = typer.Option(20, "--top", min=0, help="How many least-agreeing image/class pairs to draw."),
-    size: str = typer.Option("2048,2048", "--size", help="H,W of the images the RLEs refer to."),
-    threshold: float = typer.Option(None, "--threshold", help="Highlight classes whose IoU is below this."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    size: tuple = size_option("2048,2048", "H,W of the images the RLEs refer to."),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="Highlight classes whose IoU is below this."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is a previous compare report."),
 ) -> None:
     """Compare two submissions: per-class IoU (on runs, no rasterising), worst pairs, HTML report."""
-    from yolohand.core.atomic import check_writable
     from yolohand.core.classes import CLASSES
+    from yolohand.core.paths import REPORT, check_output
     from yolohand.viz.compare import compare_submissions, write_report
 
-    shape = _parse_size(size)
-    check_writable(out, force)  # fail before the work, not after
-    cmp = compare_submissions(a, b, shape, top=top)
+    check_output(out, REPORT, [a, b, images], force, flag="--out")  # fail before the work, not after
+    cmp = compare_submissions(a, b, size, top=top)
     files = write_report(cmp, out, images, force, threshold)
     per_class = cmp.per_class_iou()
     lowest = ", ".join(f"{CLASSES[i]} {per_class[i]:.3f}" for i in per_class.argsort(kind="stable")[:5])

@@ -32,6 +32,7 @@ import html
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ import numpy as np
 from yolohand.core import rle
 from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, COLORS, NUM_CLASSES
+from yolohand.core.paths import REPORT
 from yolohand.core.rle import Runs
 from yolohand.core.submission import iter_submission
 from yolohand.errors import YolohandError
@@ -207,24 +209,24 @@ def compare_submissions(
     heap: list[tuple[float, int, int, PairDiff]] = []
     counter = itertools.count()
     stream = iter_lockstep(path_a, path_b, shape)
-    for k, name, runs_a, runs_b in tqdm(stream, desc="compare", unit="image", disable=not progress,
-                                        leave=False):
-        one = image_iou(runs_a, runs_b, size)
-        inter, aa, bb = one.inter, one.area_a, one.area_b
-        names.append(name)
-        inter_rows.append(inter)
-        a_rows.append(aa)
-        b_rows.append(bb)
-        if top > 0:
-            scores = one.iou
-            for cls in np.flatnonzero(scores < 1.0):
-                diff = PairDiff(k, name, int(cls), float(scores[cls]), int(inter[cls]), int(aa[cls]),
-                                int(bb[cls]), runs_a[cls], runs_b[cls])
-                item = (-diff.iou, diff.disagree, next(counter), diff)
-                if len(heap) < top:
-                    heapq.heappush(heap, item)
-                elif item[:2] > heap[0][:2]:
-                    heapq.heapreplace(heap, item)
+    with tqdm(stream, desc="compare", unit="image", disable=not progress, leave=False) as bar:  # closed on errors too
+        for k, name, runs_a, runs_b in bar:
+            one = image_iou(runs_a, runs_b, size)
+            inter, aa, bb = one.inter, one.area_a, one.area_b
+            names.append(name)
+            inter_rows.append(inter)
+            a_rows.append(aa)
+            b_rows.append(bb)
+            if top > 0:
+                scores = one.iou
+                for cls in np.flatnonzero(scores < 1.0):
+                    diff = PairDiff(k, name, int(cls), float(scores[cls]), int(inter[cls]), int(aa[cls]),
+                                    int(bb[cls]), runs_a[cls], runs_b[cls])
+                    item = (-diff.iou, diff.disagree, next(counter), diff)
+                    if len(heap) < top:
+                        heapq.heappush(heap, item)
+                    elif item[:2] > heap[0][:2]:
+                        heapq.heapreplace(heap, item)
     worst = [item[3] for item in sorted(heap, key=lambda it: (-it[0], -it[1], it[2]))]
 
     def stack(rows: list[np.ndarray]) -> np.ndarray:
@@ -314,6 +316,11 @@ def _overlay_pngs(
     if images is not None:
         for rec in find_images(images):
             by_name.setdefault(rec.name, rec.image_path)
+        wanted = {d.image_name for d in cmp.worst}
+        missing = sorted(wanted - set(by_name))
+        if missing:  # most likely the wrong folder: say so, the report is still written
+            warnings.warn(f"--images {images}: no X-ray named {missing[0]} found (nor {len(missing) - 1} more of the "
+                          f"{len(wanted)} images drawn); those crops are drawn without the X-ray", stacklevel=2)
     out: list[bytes | None] = [None] * len(cmp.worst)
     order = sorted(range(len(cmp.worst)), key=lambda i: cmp.worst[i].image_index)
     current, img = None, None
@@ -479,7 +486,7 @@ def write_report(
     overlays = _overlay_pngs(cmp, images)
     page = report_html(cmp, chart, overlays, images is not None, threshold)
     out = Path(out)
-    with atomic_dir(out, force) as tmp:
+    with atomic_dir(out, force, kind=REPORT) as tmp:
         (tmp / "iou.png").write_bytes(chart)
         (tmp / "report.html").write_text(page, encoding="utf-8")
         with open(tmp / "iou.csv", "w", newline="", encoding="utf-8") as fh:
