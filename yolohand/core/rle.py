@@ -10,8 +10,9 @@ pixels). Every function here returns canonical runs; inputs are expected canonic
 from :func:`string_to_runs`, :func:`mask_to_runs`, :func:`vote` are).
 
 This module owns all run algebra, as pycocotools' ``mask.py`` does for COCO RLE: encode/decode,
-area, intersections and unions (one pair, or all 29 classes of an image in one pass), union of
-several masks, bounding boxes and crops. Elsewhere runs are only passed around, never re-derived.
+area and intersections (one pair, or all 29 classes of an image in one pass; a union's area is
+``area(a) + area(b) - intersection``), the union of several masks, bounding boxes and crops.
+Elsewhere runs are only passed around, never re-derived.
 
 Boxes (:data:`Box`) are ``(y0, x0, y1, x1)`` with exclusive ends, in pixels of the full image:
 rows ``y0..y1-1``, columns ``x0..x1-1``; the crop ``mask[y0:y1, x0:x1]``.
@@ -35,9 +36,9 @@ Box = tuple[int, int, int, int]
 
 __all__ = [
     "Runs", "Box", "empty_runs", "encode", "decode", "mask_to_runs", "crop_to_runs", "runs_to_mask",
-    "runs_to_string", "string_to_runs", "area", "intersection_area", "union_area", "union", "vote",
+    "runs_to_string", "string_to_runs", "area", "intersection_area", "union", "vote",
     "mask_bbox", "bbox", "union_boxes", "runs_crop", "stack_classes", "class_areas",
-    "class_intersections", "class_unions",
+    "class_intersections",
 ]
 
 # Values above this cannot be real pixel indices and would overflow int64 sums.
@@ -357,11 +358,6 @@ def intersection_area(a: Runs, b: Runs) -> int:
     return int((_coverage(b, a[:, 1]) - _coverage(b, a[:, 0])).sum())
 
 
-def union_area(a: Runs, b: Runs) -> int:
-    """Pixels covered by either canonical run list."""
-    return area(a) + area(b) - intersection_area(a, b)
-
-
 def union(runs_list: Sequence[Runs]) -> Runs:
     """Canonical runs of the pixels covered by any of the run lists (OR of the masks)."""
     if len(runs_list) == 1:
@@ -416,11 +412,6 @@ def class_intersections(runs_a: Sequence[Runs], runs_b: Sequence[Runs], stride: 
     if len(a) and len(b):
         np.add.at(out, cls, _coverage(b, a[:, 1]) - _coverage(b, a[:, 0]))
     return out
-
-
-def class_unions(runs_a: Sequence[Runs], runs_b: Sequence[Runs], stride: int | None = None) -> np.ndarray:
-    """int64 (C,): |A_c u B_c| for every class c (areas minus :func:`class_intersections`)."""
-    return class_areas(runs_a) + class_areas(runs_b) - class_intersections(runs_a, runs_b, stride)
 
 
 # ----------------------------------------------------------------------------- boxes and crops

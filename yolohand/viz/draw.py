@@ -66,16 +66,6 @@ class MaskCrop:
 Layers = Sequence["MaskCrop | None"]  # one entry per class (29); None = class absent
 
 
-def mask_to_crop(mask: np.ndarray) -> MaskCrop | None:
-    """Bounding-box crop of a full bool (H, W) mask; None when the mask is empty."""
-    mask = np.asarray(mask, dtype=bool)
-    box = rle.mask_bbox(mask)
-    if box is None:
-        return None
-    y0, x0, y1, x1 = box
-    return MaskCrop(mask[y0:y1, x0:x1], y0, x0)
-
-
 def runs_to_crop(runs: Runs, shape: tuple[int, int]) -> MaskCrop | None:
     """MaskCrop of runs in a (H, W) image, rasterised only in their bounding box; None if empty."""
     box = rle.bbox(runs, int(shape[1]))
@@ -461,7 +451,7 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray, force: bool = False) -> 
 
 
 __all__ = [
-    "BOTH", "ONLY_A", "ONLY_B", "NEITHER", "MaskCrop", "Layers", "mask_to_crop", "runs_to_crop",
+    "BOTH", "ONLY_A", "ONLY_B", "NEITHER", "MaskCrop", "Layers", "runs_to_crop",
     "layers_from_runs", "layers_from_annotation", "gray_to_rgb", "contour_thickness", "draw_layers",
     "legend_width", "legend_panel", "label", "overlay_figure", "compare_colors", "union_box", "enlarge",
     "compare_panel", "compare_runs_panel", "resolve_image", "prediction_runs", "ShowResult",
