@@ -9,6 +9,8 @@ Precedence: CLI flag > ``yolohand.yaml`` > the defaults below. Example ``yolohan
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -20,20 +22,39 @@ DEFAULTS: dict[str, str] = PATHS
 CONFIG_FILE = "yolohand.yaml"
 
 
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'mosaic'?)"`` for the closest of ``known`` (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def read_yaml(path: Path) -> object:
+    """Parse a YAML file; YolohandError ``path:line: not valid YAML (problem)`` in one line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise YolohandError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise YolohandError(f"{path}: not valid YAML (not UTF-8 text)") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise YolohandError(f"{where}: not valid YAML ({problem})") from None
+
+
 def load_config(cwd: str | Path = ".") -> dict[str, str]:
     """Return the defaults merged with ``yolohand.yaml`` in ``cwd`` when present."""
     config = dict(DEFAULTS)
     path = Path(cwd) / CONFIG_FILE
     if path.is_file():
-        try:
-            user = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise YolohandError(f"{path}: not valid YAML ({exc})") from None
+        user = read_yaml(path)
         if not isinstance(user, dict):
             raise YolohandError(f"{path}: expected a mapping of setting: value")
-        unknown = set(user) - set(DEFAULTS)
+        unknown = sorted(set(map(str, user)) - set(DEFAULTS))
         if unknown:
-            raise YolohandError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+            raise YolohandError(f"{path}: unknown setting {unknown[0]!r}{did_you_mean(unknown[0], DEFAULTS)}; "
+                                f"known: {', '.join(sorted(DEFAULTS))}")
         config.update({k: str(v) for k, v in user.items()})
     return config
 

@@ -14,14 +14,14 @@ def show(
     out: Path = typer.Option(None, "--out", help="Output PNG (default: <stem>_overlay.png in the working directory)."),
     root: Path = typer.Option(None, "--root", help="Dataset root for bare image names (default: config 'root')."),
     alpha: float = typer.Option(0.35, "--alpha", min=0.0, max=1.0, help="Opacity of the fills."),
-    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it is a PNG."),
 ) -> None:
     """Draw the ground truth and/or a submission's masks over an X-ray, with a legend.
 
     With both --gt and --pred the two overlays are drawn side by side.
     """
     from yolohand.config import default_path
-    from yolohand.core.atomic import check_writable
+    from yolohand.core.paths import PNG, check_output
     from yolohand.errors import YolohandError
     from yolohand.viz.draw import render_show, resolve_image, write_png
 
@@ -29,7 +29,7 @@ def show(
     if gt and json_path is None:
         raise YolohandError(f"{image_path}: no annotation JSON found (expected under the split's outputs_json/)")
     out = out if out is not None else Path.cwd() / f"{image_path.stem}_overlay.png"
-    check_writable(out, force)  # fail before the work, not after
+    check_output(out, PNG, [image_path, json_path, pred], force, flag="--out")  # fail before the work, not after
     result = render_show(image_path, json_path if gt else None, pred, alpha)
     write_png(out, result.picture, force)
     for line in result.lines:

@@ -443,9 +443,11 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def write_png(path: str | os.PathLike, rgb: np.ndarray, force: bool = False) -> Path:
-    """Write a uint8 RGB image as PNG, atomically; refuses to overwrite unless ``force``."""
+    """Write a uint8 RGB image as PNG, atomically; replaces only a PNG, and only with ``force``."""
+    from yolohand.core.paths import PNG
+
     data = png_bytes(rgb)
-    with atomic_file(path, force, mode="wb") as fh:
+    with atomic_file(path, force, mode="wb", kind=PNG) as fh:
         fh.write(data)
     return Path(path)
 
