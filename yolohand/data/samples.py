@@ -7,8 +7,9 @@ image and stores
 
 - ``<cache>/<ID>/<stem>.img.npy``: uint8 (S, S) grayscale image (``cv2.INTER_AREA``; from the
   convert resize cache ``<stem>.npy`` when it exists, else the PNG);
-- ``<cache>/<ID>/<stem>.mask.npy``: uint8 (29, S, ceil(S / 8)) masks packed along the last axis
-  (``np.packbits``): the label polygons filled at full size as the ground truth is, area-resized
+- ``<cache>/<ID>/<stem>.mask.npy``: uint8 (S, S, 4) masks, the 29 classes of a pixel packed
+  into its 4 bytes (``np.packbits`` along the class axis: unpacking gives the channels-last
+  (S, S, 29) array albumentations wants with no transpose): the label polygons filled at full size as the ground truth is, area-resized
   to S (:func:`fill_label`).
 
 The image is squashed to S x S whatever its aspect; prediction does the same and resizes the
@@ -122,13 +123,12 @@ def build_sample_cache(images: Sequence[Path], cache: Path, size: int, progress:
         except (OSError, ValueError) as exc:
             raise YolohandError(f"{s.image}: cannot build its training sample ({exc})") from None
         _save(s.img_npy, im)
-        _save(s.mask_npy, np.packbits(masks, axis=-1))
+        _save(s.mask_npy, np.packbits(masks.transpose(1, 2, 0), axis=-1))
     return samples
 
 
-def load_sample(sample: Sample, size: int) -> tuple[np.ndarray, np.ndarray]:
+def load_sample(sample: Sample, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 (S, S) image, uint8 (S, S, 29) 0/1 masks, channels last as albumentations wants)."""
     im = np.load(sample.img_npy, allow_pickle=False)
     packed = np.load(sample.mask_npy, allow_pickle=False)
-    masks = np.unpackbits(packed, axis=-1, count=size)
-    return im, np.ascontiguousarray(masks.transpose(1, 2, 0))
+    return im, np.unpackbits(packed, axis=-1, count=NUM_CLASSES)

@@ -57,7 +57,7 @@ class TrainSet(torch.utils.data.Dataset):
             out = self.transform(image=image, mask=masks)
             image, masks = out["image"], out["mask"]
         x = normalise(torch.from_numpy(np.ascontiguousarray(image)))[None]
-        y = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).float()
+        y = torch.from_numpy(np.ascontiguousarray(masks)).permute(2, 0, 1).float()
         return x, y
 
 
