@@ -50,8 +50,9 @@ import numpy as np
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.core.crops import ClassCrops, Crop
 from yolohand.defaults import MASK_THRESHOLD
+from yolohand.models.yolo.assign import Anatomy, assign
 
-MERGES = ("top1", "union")
+MERGES = ("top1", "union", "assign")
 #: Raw mask probability mapped to 0.5. ultralytics builds the training targets by ``fillPoly`` of
 #: int-truncated polygons at network-input resolution (boundary pixels included), so learned masks
 #: are fat by about half an input pixel per side (1.5-2 original pixels at imgsz 512 for 2048
@@ -102,7 +103,8 @@ class Instances:
 
     protos: float32 (M, mh, mw) prototype masks; coef: float32 (N, M) mask coefficients;
     boxes: float32 (N, 4) xyxy in network-input pixels; conf: float32 (N,); cls: int64 (N,);
-    letterbox: the input geometry.
+    letterbox: the input geometry; scores: optional float32 (N, C) per-class scores of each box
+    (sigmoid outputs; ``conf`` is the ``cls`` entry), used by ``merge="assign"``.
     """
 
     protos: np.ndarray
@@ -111,6 +113,7 @@ class Instances:
     conf: np.ndarray
     cls: np.ndarray
     letterbox: Letterbox
+    scores: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.conf.shape[0])
@@ -268,15 +271,20 @@ def class_crops(
     mask_mode: str = "soft",
     num_classes: int = NUM_CLASSES,
     mask_threshold: float = 0.5,
+    anatomy: Anatomy | None = None,
 ) -> ClassCrops:
     """One crop per class (None where the class has no detection).
 
     merge: "top1" keeps the detection with the highest confidence of each class (only that
-    one's mask is computed); "union" the pixel-wise max over all detections of the class.
+    one's mask is computed); "union" the pixel-wise max over all detections of the class;
+    "assign" one detection per class and one class per detection, jointly, with the hand's
+    order (:func:`yolohand.models.yolo.assign.assign`; per-class scores from ``inst.scores``,
+    else each detection's confidence for its own class).
     conf_weight: multiply each detection's probabilities by its confidence.
     mask_mode: "soft" (default) or "polygon" (the common binary-polygon way, for comparison).
     mask_threshold: raw mask probability that becomes 0.5 (soft mode only); the library default
     0.5 is the plain sigmoid, callers pass :data:`DEFAULT_MASK_THRESHOLD`.
+    anatomy: the weight of the hand's order for "assign" (None: :class:`assign.Anatomy`'s default).
     """
     if merge not in MERGES:
         raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
@@ -289,6 +297,8 @@ def class_crops(
     cls = np.asarray(inst.cls).astype(np.int64).reshape(-1)
     conf = np.asarray(inst.conf, dtype=np.float32).reshape(-1)
     boxes_orig = inst.letterbox.boxes_to_orig(inst.boxes)
+    if merge == "assign":
+        return _assigned_crops(inst, boxes_orig, conf_weight, mask_mode, num_classes, mask_threshold, anatomy)
     # Stable sort by descending confidence: top1 = first of each class in this order.
     order = np.argsort(-conf, kind="stable")
     seen: set[int] = set()
@@ -307,4 +317,34 @@ def class_crops(
             crop.probs *= conf[i]
         seen.add(c)
         out[c] = crop if merge == "top1" else _max_into(out[c], crop)
+    return out
+
+
+def class_scores(inst: Instances, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """float32 (N, num_classes): ``inst.scores`` if the network kept them, else one-hot confidences."""
+    if inst.scores is not None and inst.scores.shape == (len(inst), num_classes):
+        return np.asarray(inst.scores, dtype=np.float32)
+    out = np.zeros((len(inst), num_classes), dtype=np.float32)
+    cls = np.asarray(inst.cls).astype(np.int64).reshape(-1)
+    ok = (cls >= 0) & (cls < num_classes)
+    out[np.flatnonzero(ok), cls[ok]] = np.asarray(inst.conf, dtype=np.float32).reshape(-1)[ok]
+    return out
+
+
+def _assigned_crops(
+    inst: Instances, boxes_orig: np.ndarray, conf_weight: bool, mask_mode: str, num_classes: int, mask_threshold: float,
+    anatomy: Anatomy | None,
+) -> ClassCrops:
+    """``merge="assign"``: the crop of the detection :func:`assign.assign` gives each class."""
+    det, score = assign(boxes_orig, class_scores(inst, num_classes), anatomy if anatomy is not None else Anatomy())
+    out: ClassCrops = [None] * num_classes
+    for c in np.flatnonzero(det >= 0):
+        i = int(det[c])
+        crop = instance_crop(inst, i, boxes_orig[i], mask_threshold) if mask_mode == "soft" else polygon_crop(inst, i)
+        if crop is None:
+            continue
+        crop.conf = float(score[c])
+        if conf_weight:
+            crop.probs *= np.float32(score[c])
+        out[c] = crop
     return out

@@ -7,9 +7,12 @@ what every family shares (weights lookup, TTA, averaging, writing) is :mod:`yolo
   ultralytics as arrays: its loader turns them into what the model was trained on (3-channel
   BGR with equal channels, as ``cv2.imread`` reads a gray PNG, or 1 channel for a
   ``channels: 1`` model).
-- :class:`SoftSegPredictor` stops ultralytics after NMS: instead of binarised masks it returns
+- :class:`~yolohand.models.yolo.predictor.SoftSegPredictor` (its own module, imported when a
+  network first predicts) stops ultralytics after NMS: instead of binarised masks it returns
   the raw :class:`~yolohand.models.yolo.postprocess.Instances` (protos, coefficients, input-space boxes,
   confidences, classes and the letterbox geometry) for :func:`postprocess.class_crops`.
+- ``half`` (``--half``): fp16 network on CUDA (a clear error elsewhere); ``batch``: the images
+  of one :meth:`Network.crops` call go through one forward pass.
 - NMS is per class (``agnostic_nms=False``: overlapping bones of different classes both
   survive), ``max_det=300``, low ``conf`` (default :data:`DEFAULT_CONF`): top-1 per class removes
   the duplicates, and a class is rarely missed.
@@ -32,46 +35,11 @@ import numpy as np
 from yolohand import defaults as D
 from yolohand.core import crops as cr
 from yolohand.core.classes import NUM_CLASSES
-
-#: The shipped demo checkpoint (trained on synthetic data), used when no run has a best.pt.
 from yolohand.errors import YolohandError
 from yolohand.models.predict import Settings
 from yolohand.models.yolo import postprocess as pp
 
 DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET = D.CONF, D.IOU, D.MAX_DET
-
-
-# --------------------------------------------------------------------------- ultralytics side
-def _predictor_class():
-    """SoftSegPredictor, defined lazily so importing this module does not import ultralytics."""
-    global _SOFT_PREDICTOR
-    if _SOFT_PREDICTOR is not None:
-        return _SOFT_PREDICTOR
-    from yolohand.models.yolo.offline import setup_offline
-
-    setup_offline()
-    from ultralytics.models.yolo.segment import SegmentationPredictor
-
-    class SoftSegPredictor(SegmentationPredictor):
-        """Returns :class:`postprocess.Instances` (raw, after NMS) instead of ``Results``."""
-
-        def construct_result(self, pred, img, orig_img, img_path, proto):  # noqa: D102
-            # pred: (N, 6 + M) xyxy (input pixels), conf, cls, coefficients; proto: (M, mh, mw).
-            pred = pred.float().cpu().numpy()
-            return pp.Instances(
-                protos=proto.float().cpu().numpy(),
-                coef=np.ascontiguousarray(pred[:, 6:]),
-                boxes=np.ascontiguousarray(pred[:, :4]),
-                conf=np.ascontiguousarray(pred[:, 4]),
-                cls=pred[:, 5].astype(np.int64),
-                letterbox=pp.Letterbox.from_shapes(orig_img.shape[:2], tuple(img.shape[2:])),
-            )
-
-    _SOFT_PREDICTOR = SoftSegPredictor
-    return SoftSegPredictor
-
-
-_SOFT_PREDICTOR = None
 
 
 @dataclass
@@ -92,7 +60,10 @@ class Network:
         """Raw instances for each image (uint8 (H, W) gray or (H, W, 3) BGR arrays)."""
         if not images:
             return []
-        return list(self.model.predict(source=images, predictor=_predictor_class(), stream=False, **self.args))
+        from yolohand.models.yolo.predictor import SoftSegPredictor  # imports ultralytics (after setup_offline)
+
+        # A list source is one ultralytics batch: every image goes through one forward pass.
+        return list(self.model.predict(source=images, predictor=SoftSegPredictor, stream=False, **self.args))
 
 
 def load_network(
@@ -103,15 +74,23 @@ def load_network(
     device: str | None = None,
     batch: int = 1,
     max_det: int = DEFAULT_MAX_DET,
+    half: bool = False,
 ) -> Network:
     """Load a segmentation checkpoint (YolohandError if missing or not a segmentation model).
 
-    ``imgsz`` None: the size the checkpoint was trained at.
+    ``imgsz`` None: the size the checkpoint was trained at. ``half``: fp16 inference, CUDA only
+    (:func:`check_half`); the decoding works in float32 either way. ``batch``: images per
+    forward pass is the number of images handed to :meth:`Network.crops` (the caller's chunk;
+    ultralytics runs a list of images as one batch).
     """
     path = Path(path)
     if not path.is_file():
         raise YolohandError(f"{path}: weights file not found (nothing is downloaded)")
-    _predictor_class()  # sets the offline environment before ultralytics is imported
+    if half:
+        check_half(device)
+    from yolohand.models.yolo.offline import setup_offline
+
+    setup_offline()  # before ultralytics is imported
     from ultralytics import YOLO
 
     try:
@@ -134,6 +113,7 @@ def load_network(
         verbose=False,
         save=False,
         batch=max(1, batch),
+        half=bool(half),
     )
     if imgsz is not None:
         args["imgsz"] = imgsz
@@ -142,3 +122,17 @@ def load_network(
     return Network(path, model, args)
 
 
+def check_half(device: str | None) -> None:
+    """YolohandError unless ``device`` is a CUDA device (None: CUDA must be available).
+
+    ultralytics ignores ``half`` off CUDA without a word; ``--half`` asks for fp16, so say it cannot.
+    """
+    text = "" if device is None else str(device).strip().lower()
+    if text in ("cpu", "mps"):
+        raise YolohandError(f"--half needs a CUDA GPU (fp16 inference); --device {device} cannot: drop --half")
+    import torch
+
+    if not torch.cuda.is_available():
+        where = f"--device {device}" if device is not None else "this machine"
+        raise YolohandError(f"--half needs a CUDA GPU (fp16 inference), and {where} has none (torch.cuda.is_available() "
+                            f"is False): drop --half")
