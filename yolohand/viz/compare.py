@@ -209,7 +209,7 @@ def compare_submissions(
     heap: list[tuple[float, int, int, PairDiff]] = []
     counter = itertools.count()
     stream = iter_lockstep(path_a, path_b, shape)
-    with tqdm(stream, desc="compare", unit="image", disable=not progress, leave=False) as bar:  # closed on errors too
+    with tqdm(stream, desc="compare", unit="image", disable=not progress) as bar:  # closed (ending its line) on errors too
         for k, name, runs_a, runs_b in bar:
             one = image_iou(runs_a, runs_b, size)
             inter, aa, bb = one.inter, one.area_a, one.area_b
