@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +145,133 @@ def test_existing_run_needs_force(tmp_path):
         train_fold(0, yolo=yolo, runs=tmp_path / "runs", name="x", device="cpu", resume=True)
 
 
+def test_plan_decides_without_side_effects(tmp_path, monkeypatch):
+    from yolohand.models.yolo.train import plan_train
+    from yolohand.models.yolo.trainer import THREADS_ENV
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    yolo = _fake_fold(tmp_path)
+    run = tmp_path / "runs" / "x" / "fold0"
+    run.mkdir(parents=True)
+    plan = plan_train(0, yolo=yolo, runs=tmp_path / "runs", name="x", device="cpu", force=True, threads=1,
+                      epochs=3, batch=None)
+    assert plan.replace and run.is_dir()  # deleting is the runner's job
+    assert THREADS_ENV not in os.environ and plan.threads == 1
+    assert plan.run_dir == run and plan.data == yolo / "folds" / "fold0.yaml"
+    a = plan.args
+    assert a["model"] == "yolo11n-seg.yaml" and a["pretrained"] is False and a["amp"] is False
+    assert a["epochs"] == 3 and "batch" not in a and a["imgsz"] == 1024 and a["device"] == "cpu"
+    assert a["project"] == str(tmp_path / "runs" / "x") and a["name"] == "fold0" and a["exist_ok"] is True
+    assert a["data"] == str(plan.data) and a["overlap_mask"] is False
+    with pytest.raises(YolohandError, match="--threads 0"):
+        plan_train(0, yolo=yolo, runs=tmp_path / "runs", name="y", device="cpu", threads=0)
+
+
+def test_plan_warns_when_imgsz_exceeds_the_cache(tmp_path):
+    from yolohand.models.yolo.train import plan_train
+
+    yolo = _fake_fold(tmp_path)
+    fold = yolo / "folds" / "fold0.yaml"
+    fold.write_text(fold.read_text() + "cache_imgsz: 256\n")
+    assert plan_train(0, yolo=yolo, runs=tmp_path / "runs", device="cpu").args["imgsz"] == 256
+    plan = plan_train(0, yolo=yolo, runs=tmp_path / "runs", device="cpu", imgsz=512)
+    assert plan.args["imgsz"] == 512 and len(plan.warnings) == 1 and "cached at 256 px" in plan.warnings[0]
+
+
+def test_threads_do_not_leak_into_the_next_fold(tmp_path, monkeypatch):
+    """train_fold(0, threads=1) then train_fold(1) must not train fold 1 on one thread."""
+    from yolohand.models.yolo.train import _threads_env
+    from yolohand.models.yolo.trainer import THREADS_ENV, cpu_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    with _threads_env(1):
+        assert os.environ[THREADS_ENV] == "1" and cpu_threads() == 1
+    assert THREADS_ENV not in os.environ and cpu_threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv(THREADS_ENV, "3")
+    with _threads_env(None):
+        assert cpu_threads() == 3
+    with pytest.raises(RuntimeError), _threads_env(2):
+        raise RuntimeError("training failed")
+    assert os.environ[THREADS_ENV] == "3"  # the user's own value, restored even after a failure
+    # Through train_fold: ultralytics refuses the fake fold (no image lists), the variable is still restored.
+    import torch
+
+    monkeypatch.delenv(THREADS_ENV)
+    yolo = _fake_fold(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(YolohandError, match="fold0.yaml"):
+            train_fold(0, yolo=yolo, runs=tmp_path / "runs", name="t", device="cpu", threads=1, imgsz=64)
+    finally:
+        torch.set_num_threads(before)  # the trainer's callback set 1 in this process
+    assert THREADS_ENV not in os.environ
+
+
+def test_best_from_results_first_maximum_wins():
+    from yolohand.models.yolo.train import best_from_results
+
+    nan = float("nan")
+    rows = [{"epoch": 1, DICE_KEY: 0.2}, {"epoch": 2, DICE_KEY: nan}, {"epoch": 3, DICE_KEY: 0.7},
+            {"epoch": 4, DICE_KEY: 0.7}, {"epoch": 5, DICE_KEY: 0.5}]
+    assert best_from_results(rows) == (0.7, 3)  # ultralytics keeps best.pt on a strictly better fitness
+    assert best_from_results([{DICE_KEY: 0.1}, {DICE_KEY: 0.3}]) == (0.3, 2)  # no epoch column: row order
+    dice, epoch = best_from_results([{"epoch": 1, DICE_KEY: nan}])
+    assert np.isnan(dice) and epoch == -1
+    dice, epoch = best_from_results([{"epoch": 1, "metrics/mAP50(M)": 0.4}])
+    assert np.isnan(dice) and epoch == -1
+
+
+def test_result_of_a_ddp_parent_comes_from_results_csv(tmp_path):
+    """With --device 0,1 this process never trains: best_fitness and metrics stay None (DDP nan Dice)."""
+    from types import SimpleNamespace
+
+    from yolohand.models.yolo.train import TrainPlan, _result
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "best.pt").write_bytes(b"x")
+    csv_path = tmp_path / "results.csv"
+    csv_path.write_text(f"epoch,time,  {DICE_KEY}\n1,3.0,0.25\n2,6.0,0.625\n3,9.0,0.5\n")  # padded keys, as ultralytics'
+    plan = TrainPlan(fold=2, data=tmp_path / "fold2.yaml", run_dir=tmp_path, args={})
+    parent = SimpleNamespace(best=weights / "best.pt", csv=csv_path, best_fitness=None, metrics=None)
+    r = _result(parent, plan)
+    assert (r.dice, r.best_epoch, r.epochs, r.fold) == (0.625, 2, 3, 2)
+    # A process that trained: the trainer's own state wins over the rounded CSV.
+    single = SimpleNamespace(best=weights / "best.pt", csv=csv_path, best_fitness=0.6251234,
+                             metrics={DICE_KEY: 0.6250001}, yolohand_best_epoch=2)
+    r = _result(single, plan)
+    assert (r.dice, r.best_epoch) == (0.6250001, 2)
+    with pytest.raises(YolohandError, match="without weights/best.pt"):
+        _result(SimpleNamespace(**{**vars(single), "best": tmp_path / "none.pt"}), plan)
+
+
+def test_note_best_epoch_follows_ultralytics_save_rule():
+    from types import SimpleNamespace
+
+    from yolohand.models.yolo.trainer import note_best_epoch
+
+    t = SimpleNamespace(epoch=0, fitness=0.5, best_fitness=0.5)
+    note_best_epoch(t)
+    assert t.yolohand_best_epoch == 1
+    t.epoch, t.fitness, t.best_fitness = 1, 0.4, 0.5  # worse epoch: best.pt not rewritten
+    note_best_epoch(t)
+    assert t.yolohand_best_epoch == 1
+    t.epoch, t.fitness, t.best_fitness = 2, 0.6, 0.6
+    note_best_epoch(t)
+    assert t.yolohand_best_epoch == 3
+
+
+def test_amp_decision_without_a_gpu():
+    import torch
+
+    from yolohand.models.yolo.trainer import amp_allowed, offline_check_amp
+
+    assert amp_allowed("cuda", "NVIDIA H200") and amp_allowed("cuda", "NVIDIA A100-SXM4-80GB")
+    assert not amp_allowed("cuda", "NVIDIA GeForce GTX 1660 SUPER")  # ultralytics' own blacklist
+    assert not amp_allowed("cuda", "Tesla T2000") and not amp_allowed("cpu") and not amp_allowed("mps")
+    assert offline_check_amp(torch.nn.Linear(2, 2)) is False  # a CPU model
+
+
 # ----------------------------------------------------------------------------- the Dice metric (no training)
 
 
@@ -168,7 +294,7 @@ def _naive_dice(pred, cls, conf, gt, gt_cls, nc):
 def test_image_dice_matches_naive():
     import torch
 
-    from yolohand.models.yolo.dice_val import image_dice
+    from yolohand.models.yolo.metrics import image_dice
 
     rng = np.random.default_rng(0)
     nc, h, w = 5, 12, 10
@@ -183,12 +309,13 @@ def test_image_dice_matches_naive():
             continue
         got = image_dice(torch.from_numpy(pred), torch.from_numpy(cls).float(), torch.from_numpy(conf).float(),
                          torch.from_numpy(gt), torch.from_numpy(gt_cls).float(), nc)
-        np.testing.assert_allclose(got, _naive_dice(pred, cls, conf, gt, gt_cls, nc), rtol=1e-9)
+        assert got.dtype == torch.float64 and got.shape == (nc,)
+        np.testing.assert_allclose(got.numpy(), _naive_dice(pred, cls, conf, gt, gt_cls, nc), rtol=1e-9)
 
 
 def test_metrics_keys_and_fitness():
-    from yolohand.models.yolo.dice_val import DICE_KEY as KEY
-    from yolohand.models.yolo.dice_val import DiceSegmentMetrics
+    from yolohand.models.yolo.metrics import DICE_KEY as KEY
+    from yolohand.models.yolo.metrics import DiceSegmentMetrics
 
     assert KEY == DICE_KEY
     m = DiceSegmentMetrics()
@@ -217,58 +344,66 @@ _GUARD = textwrap.dedent(
 )
 
 
+#: Validation Dice after fine-tuning the shipped demo checkpoint for one epoch on synth_root at
+#: imgsz 256 (the Dice validator's proxy at prototype resolution, 64 px). Measured 0.45 (lr0 1e-5:
+#: 0.448, i.e. the demo model as it is); one epoch from scratch scores ~0.00. A broken validator
+#: (class order, letterbox, masks) or a trainer that loses the checkpoint's weights falls below.
+FINE_TUNE_DICE_BAR = 0.30
+
+
 @pytest.fixture(scope="module")
 def trained(synth_root, tmp_path_factory):
-    """One epoch at imgsz 64 on fold 0 of the synthetic set, in a subprocess whose sockets all fail.
+    """One epoch fine-tuning the demo checkpoint at imgsz 256 on fold 0, in a subprocess whose sockets all fail.
 
     The subprocess starts with no YOLO_* variables and an empty cache folder, so yolohand's
     own offline setup (env, fonts) is what keeps ultralytics off the network. ``plots: false``
-    (via --config, which this also exercises) halves the CPU time; the fonts that plotting
-    needs are checked offline in test_plot_fonts_resolve_offline.
+    (via --config, which this also exercises) saves CPU time; the fonts that plotting needs are
+    checked offline in test_plot_fonts_resolve_offline. Wall time: benchmarks/bench_train.py.
     """
     from yolohand.data.convert import convert_dataset
+    from yolohand.defaults import DEMO_WEIGHTS
 
     tmp = tmp_path_factory.mktemp("train")
     yolo, runs = tmp / "yolo", tmp / "runs"
-    convert_dataset(synth_root, yolo, folds=2, seed=0, imgsz=64, workers=1)
+    convert_dataset(synth_root, yolo, folds=2, seed=0, imgsz=256, workers=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env["XDG_CACHE_HOME"] = str(tmp / "cache")  # fresh ultralytics config dir: no font there yet
     env["PYTHONPATH"] = str(ROOT)
     (tmp / "run.yaml").write_text("plots: false\nepochs: 5\n")  # --epochs 1 below overrides epochs
     args = ["train", "--config", str(tmp / "run.yaml"), "--fold", "0", "--yolo", str(yolo), "--runs", str(runs), "--name", "t",
-            "--imgsz", "64", "--epochs", "1", "--batch", "2", "--device", "cpu", "--threads", "1"]
-    t0 = time.perf_counter()
+            "--model", str(DEMO_WEIGHTS), "--imgsz", "256", "--epochs", "1", "--batch", "2", "--device", "cpu", "--threads", "1"]
     proc = subprocess.run([sys.executable, "-c", _GUARD, *args], env=env, cwd=tmp, capture_output=True, text=True,
                           timeout=300)
-    seconds = time.perf_counter() - t0
-    return proc, runs / "t" / "fold0", seconds, tmp
+    return proc, runs / "t" / "fold0", tmp
 
 
 @pytest.mark.slow
-def test_one_epoch_writes_best_pt_and_dice(trained):
-    proc, run, seconds, _ = trained
+def test_one_epoch_fine_tune_keeps_a_learned_dice(trained):
+    proc, run, _ = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "weights" / "best.pt").is_file()
     with open(run / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1
     dice = float(rows[0][DICE_KEY])
-    assert 0.0 <= dice <= 1.0
+    assert dice >= FINE_TUNE_DICE_BAR, f"validation Dice {dice:.4f} below {FINE_TUNE_DICE_BAR}"
     last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("best.pt: ") and str(run / "weights" / "best.pt") in last and "Dice" in last
+    assert last.startswith("best.pt: ") and str(run / "weights" / "best.pt") in last
+    assert "epoch 1 of 1" in last  # the trainer's own best epoch
+    printed = float(last.split("validation Dice ")[1].split(",")[0])
+    assert abs(printed - dice) < 0.02  # best.pt re-validated (fp16 weights) vs the epoch's own validation
     assert "torch uses 1 CPU thread" in proc.stdout + proc.stderr
-    assert seconds < 90, f"one tiny epoch took {seconds:.0f} s"
 
 
 @pytest.mark.slow
 def test_training_never_touches_the_network(trained):
-    proc, run, _, tmp = trained
+    proc, run, tmp = trained
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "NETWORK-ATTEMPT" not in proc.stderr + proc.stdout
     assert (tmp / "cache" / "yolohand" / "ultralytics" / "Ultralytics" / "Arial.ttf").is_file()
     args = yaml.safe_load((run / "args.yaml").read_text())
     assert args["plots"] is False and args["epochs"] == 1  # config applied, flag overrode it
-    assert args["amp"] is False and args["pretrained"] is False and args["overlap_mask"] is False
+    assert args["amp"] is False and args["overlap_mask"] is False
     assert args["project"] == str(run.parent) and Path(args["project"]).is_absolute()
 
 
@@ -297,14 +432,14 @@ def test_plot_fonts_resolve_offline(monkeypatch):
 @pytest.mark.slow
 def test_best_pt_is_one_channel_and_run_not_overwritten(trained):
     """best.pt reads grayscale like the data (channels: 1); an existing run is kept without --force."""
-    proc, run, _, tmp = trained
+    proc, run, tmp = trained
     assert proc.returncode == 0
     with pytest.raises(YolohandError, match="already exists"):
         train_fold(0, yolo=tmp / "yolo", runs=tmp / "runs", name="t", device="cpu")
     with pytest.raises(YolohandError, match="finished, nothing to resume"):
         train_fold(0, yolo=tmp / "yolo", runs=tmp / "runs", name="t", device="cpu", resume=True)
-    from yolohand.models.yolo.dice_val import DiceSegmentationTrainer  # noqa: F401  (importable at module level, for DDP)
     from yolohand.models.yolo.train import _checkpoint_channels
+    from yolohand.models.yolo.trainer import DiceSegmentationTrainer  # noqa: F401  (importable at module level, for DDP)
 
     assert _checkpoint_channels(run / "weights" / "best.pt") == 1
 
@@ -312,7 +447,7 @@ def test_best_pt_is_one_channel_and_run_not_overwritten(trained):
 def test_recalibrate_batchnorm_uses_batch_statistics():
     import torch
 
-    from yolohand.models.yolo.dice_val import recalibrate_batchnorm
+    from yolohand.models.yolo.trainer import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1, bias=False), torch.nn.BatchNorm2d(3, momentum=0.03))
@@ -335,7 +470,7 @@ def test_rgb_coco_like_checkpoint_fine_tunes_on_grayscale(trained):
 
     from yolohand.models.yolo.train import _checkpoint_channels
 
-    _, _, _, tmp = trained
+    _, _, tmp = trained
     coco_like = tmp / "coco_like.pt"
     torch.save({"model": SegmentationModel("yolo11n-seg.yaml", ch=3, nc=80, verbose=False).half()}, coco_like)
     args = ["train", "--fold", "0", "--yolo", str(tmp / "yolo"), "--runs", str(tmp / "runs"), "--name", "rgb",

@@ -25,7 +25,8 @@ def predict(
     conf: float = typer.Option(D.CONF, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
     iou: float = typer.Option(D.IOU, "--iou", help="NMS IoU threshold (per class)."),
     device: str = typer.Option(None, "--device", show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
-    batch: int = typer.Option(1, "--batch", help="Images per network call."),
+    batch: int = typer.Option(1, "--batch", help="Images per forward pass (x2 with --tta); on a GPU 8-16 at imgsz 1024 (README)."),
+    half: bool = typer.Option(False, "--half", help="fp16 inference on a CUDA GPU (an error on CPU)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
     threshold: float = typer.Option(D.THRESHOLD, "--threshold", help="Probability threshold for the masks (p >= threshold)."),
     merge: str = typer.Option(D.MERGE, "--merge", help="top1: the most confident detection per class; union: pixel-wise max over a class's detections."),
@@ -84,6 +85,7 @@ def predict(
     summary = predict_to_submission(
         rle, source=source, weights=weights or None, runs=runs, settings=settings, save_probs=save_probs, gt=gt,
         force=force, refiners=refiner or (), batch=batch, imgsz=imgsz, conf=conf, iou=iou, device=device,
+        half=half or None,  # None: not forwarded (every loader's own default, fp32)
     )
     if summary.eval_table:
         typer.echo(summary.eval_table)

@@ -113,8 +113,12 @@ def load_network(
         verbose=False,
         save=False,
         batch=max(1, batch),
-        half=bool(half),
     )
+    if half:
+        from ultralytics.utils import DEFAULT_CFG_DICT
+
+        # 8.4.1+ reads half=True; later releases renamed it quantize=16 (half still works, with a warning).
+        args.update({"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True})
     if imgsz is not None:
         args["imgsz"] = imgsz
     if device is not None:

@@ -3,7 +3,7 @@
 ``train_fold(0)`` trains on ``<yolo>/folds/fold0.yaml`` (written by ``yolohand convert``) and
 writes ``<runs>/<name>/fold0/`` (``weights/best.pt``, ``weights/last.pt``, ``results.csv``,
 ``args.yaml``, plots). ``best.pt`` is the epoch with the best validation Dice
-(:mod:`yolohand.models.yolo.dice_val`), logged per epoch in the ``metrics/dice(M)`` column of results.csv.
+(:mod:`yolohand.models.yolo.val`), logged per epoch in the ``metrics/dice(M)`` column of results.csv.
 
 Arguments, lowest to highest precedence (:func:`merge_train_args`):
 
@@ -31,13 +31,13 @@ Choices for hand X-rays (:data:`DATA_DEFAULTS`):
   look alike: the index and middle proximal phalanges), while mosaic tiles show parts of four
   hands; and the model is used on whole single hands. (A pilot run saw validation Dice jump
   when mosaic closed, but that run also suffered the BatchNorm lag fixed in
-  :func:`yolohand.models.yolo.dice_val.recalibrate_batchnorm`, so it does not isolate mosaic's effect.)
+  :func:`yolohand.models.yolo.trainer.recalibrate_batchnorm`, so it does not isolate mosaic's effect.)
   Re-enable with ``mosaic: 1.0`` in ``--config``; ``close_mosaic=10`` then turns it off for the
   last 10 epochs (for all of a run of <= 10 epochs).
 * ``pretrained=False`` when the model is a ``*.yaml`` (built from scratch; no weights are
   looked up); a local ``.pt`` is fine-tuned from its own weights.
 * ``amp``: always passed explicitly: ``False`` on CPU, ``True`` on a GPU (ultralytics' AMP
-  check, which downloads a checkpoint, is replaced by an offline one, see dice_val).
+  check, which downloads a checkpoint, is replaced by an offline one, see trainer.py).
 
 Grayscale: ultralytics reads images the way the data YAML's ``channels`` says (``channels: 1`` ->
 ``cv2.IMREAD_GRAYSCALE`` and a 1-channel first conv), and stores ``channels`` in the checkpoint,
@@ -54,7 +54,7 @@ the threads to every core, or to ``threads=``/``--threads`` (logged as ``yolohan
 CPU thread(s)``). On a machine whose cores are busy with other work fewer threads can be much
 faster: on the shared 2-core development box a yolo11n-seg step ran 7x faster with 1 thread
 than with 2. Multi-GPU: ``device="0,1"`` launches ultralytics' DDP workers, which re-import
-:class:`yolohand.models.yolo.dice_val.DiceSegmentationTrainer` (it needs the ``cloudpickle`` package).
+:class:`yolohand.models.yolo.trainer.DiceSegmentationTrainer` (it needs the ``cloudpickle`` package).
 
 Offline: :func:`yolohand.models.yolo.offline.setup_offline` runs before ultralytics is imported; weights are
 never downloaded (a ``.pt`` that is not on disk is a :class:`YolohandError`).
@@ -62,25 +62,33 @@ never downloaded (a ``.pt`` that is not on disk is a :class:`YolohandError`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import math
 import os
 import re
 import shutil
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from yolohand.config import default_path
+from yolohand.defaults import DICE_KEY
 from yolohand.errors import YolohandError
 from yolohand.models.train import TrainResult, fold_yaml
 
+__all__ = [
+    "DATA_DEFAULTS", "DEFAULT_IMGSZ", "DEFAULT_MODEL", "DICE_KEY", "TrainPlan", "plan_train", "run_plan", "train_fold",
+    "merge_train_args", "read_run_config", "parse_device", "resolve_model", "best_from_results",
+]
+
 DEFAULT_MODEL = "yolo11n-seg.yaml"
 DEFAULT_NAME = "train"
-from yolohand.defaults import DICE_KEY  # noqa: E402
 
 #: ultralytics train arguments yolohand sets differently from ultralytics' defaults (module docstring).
 DATA_DEFAULTS: dict[str, Any] = {
@@ -236,8 +244,9 @@ def _checkpoint_channels(pt: Path) -> int | None:
     return None
 
 
-def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> int:
-    """``imgsz`` if given, else the fold YAML's resize-cache size (``convert --imgsz``), else DEFAULT_IMGSZ.
+def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> tuple[int, str | None]:
+    """(imgsz, warning or None): ``imgsz`` if given, else the fold YAML's resize-cache size (``convert --imgsz``),
+    else DEFAULT_IMGSZ.
 
     ultralytics loads convert's ``.npy`` resize cache instead of the PNG whenever it exists, so an
     ``imgsz`` above the cache size would train on upsampled images: warn about it.
@@ -246,13 +255,11 @@ def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> int:
 
     cached = cache_imgsz(data_yaml)
     if imgsz is None:
-        return int(cached or DEFAULT_IMGSZ)
+        return int(cached or DEFAULT_IMGSZ), None
     if cached and int(imgsz) > cached:
-        import sys
-
-        print(f"warning: {data_yaml}: images are cached at {cached} px; imgsz={imgsz} trains on upsampled images "
-              f"(re-run `yolohand convert --imgsz {imgsz}`)", file=sys.stderr)
-    return int(imgsz)
+        return int(imgsz), (f"warning: {data_yaml}: images are cached at {cached} px; imgsz={imgsz} trains on upsampled "
+                            f"images (re-run `yolohand convert --imgsz {imgsz}`)")
+    return int(imgsz), None
 
 
 def _check_resumable(last: Path) -> None:
@@ -265,11 +272,100 @@ def _check_resumable(last: Path) -> None:
         )
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything one fold's training will do, decided before anything is written.
+
+    ``args``: the ultralytics train arguments (overrides); ``data``: the fold YAML; ``run_dir``:
+    ``<runs>/<name>/fold<k>``; ``replace``: the existing ``run_dir`` is deleted first (``--force``);
+    ``threads``: ``$YOLOHAND_CPU_THREADS`` for the run (None: unchanged); ``notes`` / ``warnings``:
+    lines the runner prints to stdout / stderr.
+    """
+
+    fold: int
+    data: Path
+    run_dir: Path
+    args: dict[str, Any]
+    replace: bool = False
+    threads: int | None = None
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def _model_args(args: dict[str, Any], data: Path) -> list[str]:
+    """Set ``pretrained`` for a yaml; for a ``.pt`` return a note when its channels differ from the data's."""
+    if args["model"].endswith((".yaml", ".yml")):
+        args["pretrained"] = False  # from scratch: never look up pretrained weights
+        return []
+    ch_model, ch_data = _checkpoint_channels(Path(args["model"])), _data_channels(data)
+    if ch_model is None or ch_model == ch_data:
+        return []
+    # ultralytics builds the model for the data's channels and fills the first conv from the
+    # checkpoint's (an RGB checkpoint's filters summed for grayscale), e.g. COCO yolo11x-seg.pt.
+    return [f"yolohand: {Path(args['model']).name} takes {ch_model}-channel images, the data {ch_data}: "
+            f"its first convolution is adapted ({'RGB filters summed' if ch_data == 1 else 'filters copied'})"]
+
+
+def _run_layout(args: dict[str, Any], run_dir: Path, force: bool, resume: bool) -> bool:
+    """Check the run folder against --force/--resume (YolohandError); set ``resume``; True if it is to be replaced."""
+    last = run_dir / "weights" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
+        _check_resumable(last)
+        args["resume"] = args["model"] = str(last)
+        return False
+    if run_dir.exists() and not force:
+        raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
+    return run_dir.exists()
+
+
+def plan_train(
+    fold: int = 0,
+    *,
+    yolo: str | os.PathLike | None = None,
+    runs: str | os.PathLike | None = None,
+    name: str = DEFAULT_NAME,
+    model: str | os.PathLike | None = None,
+    config: str | os.PathLike | Mapping[str, Any] | None = None,
+    device: str | int | None = None,
+    force: bool = False,
+    resume: bool = False,
+    threads: int | None = None,
+    **flags: Any,
+) -> TrainPlan:
+    """The :class:`TrainPlan` of :func:`train_fold` (same arguments); reads files, writes and changes nothing.
+
+    YolohandError for every user error (missing fold/config/checkpoint, bad device, existing run
+    without --force, nothing to resume, --threads < 1).
+    """
+    data = fold_yaml(yolo, fold)
+    if threads is not None and threads < 1:
+        raise YolohandError(f"--threads {threads}: must be at least 1")
+    cfg = read_run_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
+    args = merge_train_args(cfg, flags)
+    args["model"] = resolve_model(model if model is not None else args.get("model", DEFAULT_MODEL))
+    args["imgsz"], warning = _choose_imgsz(data, args.get("imgsz"))
+    args["device"] = parse_device(device if device is not None else args.get("device"))
+    on_cpu = args["device"] in {"cpu", "mps"}
+    if "amp" not in cfg or on_cpu:
+        args["amp"] = not on_cpu  # explicit: AMP needs CUDA; the GPU check is made offline (trainer.py)
+    notes = _model_args(args, data)
+    project = default_path("runs", runs) / name
+    run_dir = project / f"fold{fold}"
+    replace = _run_layout(args, run_dir, force, resume)
+    args.update(data=str(data), project=str(project), name=f"fold{fold}", exist_ok=True)
+    return TrainPlan(fold, data, run_dir, args, replace, threads, tuple(notes), (warning,) if warning else ())
+
+
+# ----------------------------------------------------------------------------- run
 
 
 def _read_results(csv_path: Path) -> list[dict[str, float]]:
-    """results.csv rows as dicts of floats (keys stripped)."""
+    """results.csv rows as dicts of floats (keys stripped; a value that is not a number -> nan)."""
     if not csv_path.is_file():
         return []
     with open(csv_path, newline="", encoding="utf-8") as fh:
@@ -286,98 +382,101 @@ def _read_results(csv_path: Path) -> list[dict[str, float]]:
     return out
 
 
-def train_fold(
-    fold: int = 0,
-    *,
-    yolo: str | os.PathLike | None = None,
-    runs: str | os.PathLike | None = None,
-    name: str = DEFAULT_NAME,
-    model: str | os.PathLike | None = None,
-    config: str | os.PathLike | Mapping[str, Any] | None = None,
-    device: str | int | None = None,
-    force: bool = False,
-    resume: bool = False,
-    threads: int | None = None,
-    **flags: Any,
-) -> TrainResult:
-    """Train on ``<yolo>/folds/fold<fold>.yaml`` into ``<runs>/<name>/fold<fold>``; return best.pt and its Dice.
+def best_from_results(rows: list[dict[str, float]]) -> tuple[float, int]:
+    """(best :data:`DICE_KEY`, its 1-based epoch) over results.csv rows; (nan, -1) when none is finite.
 
-    Args:
-        fold: fold index (its YAML's ``val`` list is the validation set).
-        yolo, runs: dataset and runs folders (defaults via ``yolohand.config.default_path``).
-        name: run name (a folder under ``runs``).
-        model: ultralytics seg yaml or local ``.pt`` (:func:`resolve_model`); default
-            ``--config``'s ``model`` or :data:`DEFAULT_MODEL`.
-        config: a run YAML path or a mapping of ultralytics train arguments.
-        device: ``cpu``, ``0``, ``0,1`` (DDP) ...; default GPU 0 when available else CPU.
-        force: replace an existing run folder (otherwise refused, unless ``resume``).
-        resume: continue ``<run>/weights/last.pt`` (ultralytics keeps that run's arguments,
-            except imgsz, batch, device, workers, time, patience, ...).
-        threads: torch CPU threads when training on CPU (default: every core; sets
-            ``$YOLOHAND_CPU_THREADS``, which also reaches worker processes).
-        **flags: other ultralytics train arguments (``imgsz``, ``epochs``, ``batch``, ``workers``,
-            ``time``, ...); ``None`` values are ignored (not given on the command line).
+    The first epoch reaching the maximum wins, as ultralytics replaces best.pt only on a strictly
+    better fitness. Used where the trainer's own state is not there (a DDP parent, a resume whose
+    epochs never improved on the best); the CSV's values are rounded to 5 significant digits, so
+    two epochs within 1e-5 of each other can tie where the trainer told them apart.
     """
-    data = fold_yaml(yolo, fold)
-    if threads is not None:
-        if threads < 1:
-            raise YolohandError(f"--threads {threads}: must be at least 1")
-        os.environ["YOLOHAND_CPU_THREADS"] = str(threads)
-    cfg = read_run_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
-    args = merge_train_args(cfg, flags)
-    args["model"] = resolve_model(model if model is not None else args.get("model", DEFAULT_MODEL))
-    args["imgsz"] = _choose_imgsz(data, args.get("imgsz"))
-    args["device"] = parse_device(device if device is not None else args.get("device"))
-    on_cpu = args["device"] in {"cpu", "mps"}
-    if "amp" not in cfg or on_cpu:
-        args["amp"] = not on_cpu  # explicit: AMP needs CUDA; the GPU check is made offline in dice_val
-    if args["model"].endswith((".yaml", ".yml")):
-        args["pretrained"] = False  # from scratch: never look up pretrained weights
-    else:
-        ch_model, ch_data = _checkpoint_channels(Path(args["model"])), _data_channels(data)
-        if ch_model is not None and ch_model != ch_data:
-            # ultralytics builds the model for the data's channels and fills the first conv from the
-            # checkpoint's (an RGB checkpoint's filters summed for grayscale), e.g. COCO yolo11x-seg.pt.
-            print(f"yolohand: {Path(args['model']).name} takes {ch_model}-channel images, the data {ch_data}: "
-                  f"its first convolution is adapted ({'RGB filters summed' if ch_data == 1 else 'filters copied'})")
+    best, epoch = math.nan, -1
+    for i, row in enumerate(rows):
+        score = row.get(DICE_KEY, math.nan)
+        if math.isfinite(score) and (math.isnan(best) or score > best):
+            e = row.get("epoch", math.nan)
+            best, epoch = score, int(e) if math.isfinite(e) else i + 1
+    return best, epoch
 
-    project = default_path("runs", runs) / name
-    run_dir = project / f"fold{fold}"
-    last = run_dir / "weights" / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
-        _check_resumable(last)
-        args["resume"] = str(last)
-        args["model"] = str(last)
-    elif run_dir.exists():
-        if not force:
-            raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
-        shutil.rmtree(run_dir)
-    args.update(data=str(data), project=str(project), name=f"fold{fold}", exist_ok=True)
 
-    from yolohand.models.yolo.dice_val import DiceSegmentationTrainer  # imports ultralytics (after setup_offline)
-
-    try:
-        trainer = DiceSegmentationTrainer(overrides=args)
-    except (FileNotFoundError, AssertionError, SyntaxError) as exc:
-        # ultralytics reports a bad dataset/argument/resume this way: show it as a user error
-        raise YolohandError(f"{data}: {exc}") from None
-    trainer.train()
-
+def _result(trainer: Any, plan: TrainPlan) -> TrainResult:
+    """TrainResult from the trainer's state; results.csv where the trainer has none (DDP parent, see module doc)."""
     best = Path(trainer.best)
     if not best.is_file():
-        raise YolohandError(f"{run_dir}: training ended without weights/best.pt (see the log above)")
+        raise YolohandError(f"{plan.run_dir}: training ended without weights/best.pt (see the log above)")
     rows = _read_results(Path(trainer.csv))
-    dice = float(trainer.best_fitness) if trainer.best_fitness is not None else math.nan
-    final = (trainer.metrics or {}).get(DICE_KEY) if isinstance(trainer.metrics, dict) else None
+    csv_dice, csv_epoch = best_from_results(rows)
+    dice = float(trainer.best_fitness) if trainer.best_fitness is not None else csv_dice
+    final = trainer.metrics.get(DICE_KEY) if isinstance(trainer.metrics, dict) else None
     if final is not None and math.isfinite(float(final)):
         dice = float(final)  # re-validation of the saved best.pt (what is shipped)
-    best_epoch = -1
-    if rows and DICE_KEY in rows[0]:
-        scores = [r.get(DICE_KEY, math.nan) for r in rows]
-        finite = [(s, i) for i, s in enumerate(scores) if math.isfinite(s)]
-        if finite:
-            best_epoch = int(rows[max(finite)[1]].get("epoch", max(finite)[1] + 1))
-    return TrainResult(best=best.resolve(), dice=dice, run_dir=run_dir.resolve(), fold=fold,
-                       best_epoch=best_epoch, epochs=len(rows))
+    epoch = getattr(trainer, "yolohand_best_epoch", None) or csv_epoch
+    return TrainResult(best=best.resolve(), dice=dice, run_dir=plan.run_dir.resolve(), fold=plan.fold,
+                       best_epoch=int(epoch), epochs=len(rows))
+
+
+@contextlib.contextmanager
+def _threads_env(threads: int | None) -> Iterator[None]:
+    """``$YOLOHAND_CPU_THREADS`` = ``threads`` for the block (None: untouched); the previous value restored after."""
+    if threads is None:
+        yield
+        return
+    from yolohand.models.yolo.trainer import THREADS_ENV
+
+    old = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(threads)  # the env, not an argument: DDP workers inherit it
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = old
+
+
+def run_plan(plan: TrainPlan) -> TrainResult:
+    """Carry out a :class:`TrainPlan`: replace the old run if planned, train, return best.pt and its Dice."""
+    for line in plan.warnings:
+        print(line, file=sys.stderr)
+    for line in plan.notes:
+        print(line)
+    if plan.replace:
+        shutil.rmtree(plan.run_dir)
+    from yolohand.models.yolo.trainer import DiceSegmentationTrainer  # imports ultralytics (after setup_offline)
+
+    with _threads_env(plan.threads):
+        try:
+            trainer = DiceSegmentationTrainer(overrides=dict(plan.args))
+        except (FileNotFoundError, AssertionError, SyntaxError, RuntimeError) as exc:
+            # ultralytics reports a bad dataset/argument/resume this way (8.4.190 wraps the dataset
+            # check's errors in RuntimeError): show it as a user error
+            raise YolohandError(f"{plan.data}: {exc}") from None
+        trainer.train()
+    return _result(trainer, plan)
+
+
+def train_fold(fold: int = 0, **kwargs: Any) -> TrainResult:
+    """Train on ``<yolo>/folds/fold<fold>.yaml`` into ``<runs>/<name>/fold<fold>``; return best.pt and its Dice.
+
+    ``run_plan(plan_train(fold, **kwargs))``. Arguments:
+
+    - ``yolo``, ``runs``: dataset and runs folders (defaults via ``yolohand.config.default_path``);
+    - ``name``: run name (a folder under ``runs``);
+    - ``model``: ultralytics seg yaml or local ``.pt`` (:func:`resolve_model`); default
+      ``--config``'s ``model`` or :data:`DEFAULT_MODEL`;
+    - ``config``: a run YAML path or a mapping of ultralytics train arguments;
+    - ``device``: ``cpu``, ``0``, ``0,1`` (DDP) ...; default GPU 0 when available else CPU;
+    - ``force``: replace an existing run folder (otherwise refused, unless ``resume``);
+    - ``resume``: continue ``<run>/weights/last.pt`` (ultralytics keeps that run's arguments,
+      except imgsz, batch, device, workers, time, patience, ...);
+    - ``threads``: torch CPU threads when training on CPU (default: every core); sets
+      ``$YOLOHAND_CPU_THREADS`` for this run only (DDP workers inherit it);
+    - other keywords: ultralytics train arguments (``imgsz``, ``epochs``, ``batch``, ``workers``,
+      ``time``, ...); ``None`` values are ignored (not given on the command line).
+
+    The Dice is best.pt's re-validation, else the trainer's best fitness; with DDP
+    (``device="0,1"``) this process never trains, and both come from results.csv
+    (:func:`best_from_results`). The best epoch is the one the trainer saved as best.pt
+    (:func:`yolohand.models.yolo.trainer.note_best_epoch`), else results.csv's.
+    """
+    return run_plan(plan_train(fold, **kwargs))

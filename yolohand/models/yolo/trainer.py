@@ -1,0 +1,250 @@
+"""The yolohand trainer: ultralytics' ``SegmentationTrainer`` with the Dice validator, offline by construction.
+
+:class:`DiceSegmentationTrainer` is a module-level class so that ultralytics' multi-GPU DDP
+launcher, which pickles the trainer class by reference and re-imports it in each worker
+process, can find it. What it changes, and where:
+
+* ``get_validator``: :class:`yolohand.models.yolo.val.DiceSegmentationValidator` (ultralytics'
+  own ``get_validator`` is still called first: before 8.4.104 it is what sets ``loss_names``).
+* ``__init__``: no integration callbacks (ultralytics Platform, which streams to the web when an
+  API key is set, W&B, Comet, MLflow, ClearML, DVC, Ray Tune, TensorBoard), no analytics; the
+  CPU-thread callback (:func:`use_all_cpu_cores`) and the best-epoch callback (:func:`note_best_epoch`).
+* ``_setup_train``: ultralytics' AMP check (it downloads yolo26n.pt) is replaced by
+  :func:`offline_check_amp` for its duration, so ``amp=True`` keeps AMP on a GPU with no download.
+* ``validate``: the EMA model's BatchNorm statistics are re-estimated first
+  (:func:`recalibrate_batchnorm`), under autocast when AMP is on, on rank 0 only (ultralytics
+  broadcasts rank 0's EMA buffers to the other ranks at the start of ``validate``).
+
+The signatures of the overridden private methods are checked by tests/test_contract.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from copy import copy
+from typing import Any
+
+from yolohand.models.yolo.offline import setup_offline
+
+setup_offline()  # must precede the first ultralytics import
+
+import torch  # noqa: E402
+from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
+from ultralytics.utils import LOGGER, RANK  # noqa: E402
+from ultralytics.utils import callbacks as ul_callbacks  # noqa: E402
+
+from yolohand.models.yolo.val import DiceSegmentationValidator  # noqa: E402
+
+__all__ = [
+    "THREADS_ENV", "BN_RECALIBRATION_BATCHES", "AMP_CHECK_SITES", "DiceSegmentationTrainer", "cpu_threads",
+    "use_all_cpu_cores", "note_best_epoch", "amp_allowed", "offline_check_amp", "recalibrate_batchnorm",
+]
+
+#: Environment variable with the number of torch CPU threads for training (default: every core).
+THREADS_ENV = "YOLOHAND_CPU_THREADS"
+
+#: Training batches used to re-estimate BatchNorm statistics before each validation (0 = off).
+BN_RECALIBRATION_BATCHES = 8
+
+#: (module, name) of every place ultralytics' AMP check can be looked up from: where it is
+#: defined and where ``_setup_train`` imports it. Each one present is patched (a rename upstream
+#: then fails tests/test_contract.py by name instead of silently running the downloading check).
+AMP_CHECK_SITES: tuple[tuple[str, str], ...] = (("ultralytics.engine.trainer", "check_amp"),
+                                                ("ultralytics.utils.checks", "check_amp"))
+
+# GPUs on which ultralytics' own AMP check disables AMP (copied from ultralytics.utils.checks.check_amp).
+_BAD_AMP_GPU = re.compile(r"(nvidia|geforce|quadro|tesla).*?(1660|1650|1630|t400|t550|t600|t1000|t1200|t2000|k40m)", re.I)
+
+_CORE_EVENTS = ("on_pretrain_routine_start", "on_train_start", "on_val_start")
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def cpu_threads() -> int:
+    """Threads for CPU training: ``$YOLOHAND_CPU_THREADS`` if set (>= 1), else ``os.cpu_count()``."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            pass
+    return os.cpu_count() or 1
+
+
+def use_all_cpu_cores(obj: Any) -> None:
+    """Callback: on CPU, set torch's thread count to :func:`cpu_threads` (default: every core).
+
+    ultralytics' ``select_device`` sets ``min(8, cores - 1)`` threads, and is called again by the
+    final validation of best.pt, so this is registered for ``on_pretrain_routine_start``,
+    ``on_train_start`` and ``on_val_start``. On a machine whose cores are busy with other work,
+    fewer threads can be much faster (OpenMP threads wait for each other at every op): measured
+    on a shared 2-core box, 1 thread trained 7x faster than 2. Hence ``--threads``.
+    """
+    device = getattr(obj, "device", None)
+    if device is None or getattr(device, "type", str(device)) != "cpu":
+        return
+    n = cpu_threads()
+    if torch.get_num_threads() != n or hasattr(obj, "epochs"):  # always say it once for the trainer
+        torch.set_num_threads(n)
+        LOGGER.info(f"yolohand: torch uses {torch.get_num_threads()} CPU thread(s)")
+
+
+def note_best_epoch(trainer: Any) -> None:
+    """``on_model_save`` callback: remember the 1-based epoch whose weights went to best.pt.
+
+    ultralytics writes best.pt exactly when ``best_fitness == fitness`` after ``save_model``;
+    the same test here gives the epoch from the trainer's own (unrounded) state.
+    """
+    fitness, best = getattr(trainer, "fitness", None), getattr(trainer, "best_fitness", None)
+    if fitness is not None and best is not None and best == fitness:
+        trainer.yolohand_best_epoch = int(trainer.epoch) + 1
+
+
+# ----------------------------------------------------------------------------- AMP, offline
+
+
+def amp_allowed(device_type: str, device_name: str = "") -> bool:
+    """Whether AMP stays on: on CUDA except the GPUs ultralytics itself blacklists; off on CPU/MPS/other."""
+    if device_type != "cuda":
+        return False
+    return not _BAD_AMP_GPU.search(device_name or "")
+
+
+def offline_check_amp(model: torch.nn.Module, *args: Any, **kwargs: Any) -> bool:
+    """Replacement for ultralytics' ``check_amp``, which downloads yolo26n.pt to compare FP32 and AMP outputs.
+
+    Same decision as ultralytics' without the download: :func:`amp_allowed` of the model's device.
+    """
+    device = next(model.parameters()).device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    allowed = amp_allowed(device.type, name)
+    if device.type == "cuda" and not allowed:
+        LOGGER.warning(f"yolohand: AMP disabled on {name} (ultralytics lists it as giving NaN losses with AMP)")
+    elif allowed:
+        LOGGER.info("yolohand: AMP on (ultralytics' AMP check skipped: it downloads a checkpoint)")
+    return allowed
+
+
+@contextlib.contextmanager
+def _patched_amp_check() -> Iterator[list[str]]:
+    """Replace ultralytics' AMP check by :func:`offline_check_amp` at every :data:`AMP_CHECK_SITES` present.
+
+    Yields the ``module.name`` sites patched; restores them after.
+    """
+    import importlib
+
+    saved = []
+    for module_name, name in AMP_CHECK_SITES:
+        module = importlib.import_module(module_name)
+        if hasattr(module, name):
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, offline_check_amp)
+    try:
+        yield [f"{m.__name__}.{n}" for m, n, _ in saved]
+    finally:
+        for module, name, old in saved:
+            setattr(module, name, old)
+
+
+@contextlib.contextmanager
+def _no_integrations() -> Iterator[None]:
+    """``add_integration_callbacks`` replaced by a no-op: no Platform/W&B/Comet/MLflow/... callbacks, no analytics."""
+    old = ul_callbacks.add_integration_callbacks
+    ul_callbacks.add_integration_callbacks = lambda instance: None
+    try:
+        yield
+    finally:
+        ul_callbacks.add_integration_callbacks = old
+
+
+# ----------------------------------------------------------------------------- BatchNorm
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, loader: Any, preprocess: Any, batches: int, amp: bool = False) -> int:
+    """Re-estimate every BatchNorm's running mean/var on ``batches`` training batches ("precise BN").
+
+    ``model`` (the EMA model) is run in train mode without gradients, under autocast when
+    ``amp`` (as training runs, so the statistics match what the AMP network computes); BN
+    momentum is set to None (cumulative average) meanwhile and restored after. ``preprocess``
+    maps a loader batch to a dict whose ``"img"`` is the (B, C, H, W) input. Returns the number
+    of batches used.
+
+    Why: from scratch with a small batch, weights move faster than BN's running statistics
+    (momentum 0.03) follow, and the eval-mode network is far off the train-mode one. Measured on
+    yolo11n-seg after 3 epochs (synthetic, AdamW lr 1e-3, batch 8): max class score 0.001 with
+    the running statistics vs 0.73 with re-estimated ones; validation Dice stayed 0 without it.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return 0
+    momenta = [bn.momentum for bn in bns]
+    was_training = model.training
+    device_type = next(model.parameters()).device.type
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    used = 0
+    model.train()
+    try:
+        with torch.no_grad(), torch.autocast(device_type=device_type, enabled=bool(amp)):
+            for batch in loader:
+                if used >= batches:
+                    break
+                model(preprocess(batch)["img"])
+                used += 1
+    finally:
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+        model.train(was_training)
+    return used
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+class DiceSegmentationTrainer(SegmentationTrainer):
+    """``SegmentationTrainer`` whose validator is :class:`DiceSegmentationValidator`, offline (module docstring).
+
+    After training, ``yolohand_best_epoch`` is the 1-based epoch saved as best.pt during this
+    run (absent when no epoch of this run improved on the best, e.g. a resume, or in a DDP parent).
+    """
+
+    def __init__(self, cfg=None, overrides: dict | None = None, _callbacks: dict | None = None) -> None:
+        from ultralytics.utils import DEFAULT_CFG
+
+        cbs = _callbacks if _callbacks is not None else ul_callbacks.get_default_callbacks()
+        for event in _CORE_EVENTS:
+            if use_all_cpu_cores not in cbs[event]:
+                cbs[event].append(use_all_cpu_cores)
+        if note_best_epoch not in cbs["on_model_save"]:
+            cbs["on_model_save"].append(note_best_epoch)
+        with _no_integrations():
+            super().__init__(cfg if cfg is not None else DEFAULT_CFG, overrides, cbs)
+
+    def _setup_train(self, *args: Any, **kwargs: Any) -> None:
+        """ultralytics' setup with the offline AMP check (8.4.1-8.4.103 pass ``world_size``, later none)."""
+        with _patched_amp_check():
+            super()._setup_train(*args, **kwargs)
+
+    def validate(self):
+        """Re-estimate the EMA model's BatchNorm statistics (:func:`recalibrate_batchnorm`), then validate.
+
+        The recalibrated EMA is what ``save_model`` writes to last.pt/best.pt right after.
+        Consumes a few batches of the training stream (the next epoch starts a little further on).
+        Rank 0 only: ultralytics' ``validate`` broadcasts rank 0's EMA buffers to every rank.
+        """
+        if self.ema is not None and BN_RECALIBRATION_BATCHES > 0 and RANK in {-1, 0}:
+            recalibrate_batchnorm(self.ema.ema, self.train_loader, self.preprocess_batch, BN_RECALIBRATION_BATCHES,
+                                  amp=bool(getattr(self, "amp", False)))
+        return super().validate()
+
+    def get_validator(self) -> DiceSegmentationValidator:
+        """The Dice validator, after ultralytics' own ``get_validator`` (which sets ``loss_names`` up to 8.4.103)."""
+        super().get_validator()
+        return DiceSegmentationValidator(
+            self.test_loader, save_dir=self.save_dir, args=copy(self.args), _callbacks=self.callbacks
+        )
