@@ -24,6 +24,8 @@ pytestmark = [
 ]
 
 SIZE = 128
+MIN_MEAN_DICE = 0.002  # measured lowest: 0.0054 (see the test)
+MIN_ULNA_DICE = 0.04  # measured lowest: 0.099
 
 
 def test_demo_chain_end_to_end(tmp_path):
@@ -36,8 +38,12 @@ def test_demo_chain_end_to_end(tmp_path):
     ]
     test_images = sorted(p.name for p in (out / "handbone" / "test" / "DCM").rglob("*.png"))
     assert len(test_images) == 2
+    # Quality bars, measured on this chain (CPU, 2 folds): mDice 0.0054 (fold0) to 0.0095 (folds
+    # averaged), and Ulna, the largest bone, 0.099-0.110 in every CSV. Low because the checkpoint was
+    # trained at imgsz 512 and runs here at 64 on 128-px images, but far above a broken chain (masks
+    # misplaced, rows misaligned or empty: Dice ~1e-6). Bars at about 40 % of the measured lows.
     for r in rows:
-        assert 0.0 <= r["mean_dice"] <= 1.0 and r["seconds"] > 0
+        assert MIN_MEAN_DICE <= r["mean_dice"] <= 1.0 and r["seconds"] > 0, r
         assert len(r["weakest"].split(", ")) == 3
 
     # convert: labels, fold YAMLs and the patient split.
@@ -64,6 +70,7 @@ def test_demo_chain_end_to_end(tmp_path):
         assert sorted(n for n, _ in decoded) == test_images
         report = json.loads(path.with_suffix(".eval.json").read_text())
         assert report["n_images"] == 2 and set(report["per_class"]) == set(CLASSES)
+        assert report["per_class"]["Ulna"] >= MIN_ULNA_DICE, (name, report["per_class"]["Ulna"])
 
     # Probability maps: uint8 (29, H, W) per image, and the fold CSV is those maps thresholded at 0.5.
     fold0 = {n: runs for n, runs in iter_submission(out / "fold0.csv", (SIZE, SIZE))}
