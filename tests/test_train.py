@@ -138,11 +138,31 @@ def test_bad_fold_argument(tmp_path, capsys):
 def test_existing_run_needs_force(tmp_path):
     yolo = _fake_fold(tmp_path)
     run = tmp_path / "runs" / "x" / "fold0"
-    run.mkdir(parents=True)
+    (run / "weights").mkdir(parents=True)
+    (run / "weights" / "last.pt").write_bytes(b"an epoch's checkpoint")
     with pytest.raises(YolohandError, match="already exists.*--force"):
         train_fold(0, yolo=yolo, runs=tmp_path / "runs", name="x", device="cpu")
+    (run / "weights" / "last.pt").unlink()
     with pytest.raises(YolohandError, match="nothing to resume"):
         train_fold(0, yolo=yolo, runs=tmp_path / "runs", name="x", device="cpu", resume=True)
+
+
+def test_interrupted_run_is_replaced_by_a_rerun_and_other_folders_never(tmp_path):
+    """A run stopped before its first epoch (no last.pt: nothing to resume) is replaced without
+    --force; a folder that is not a training run is refused even with --force."""
+    from yolohand.models.yolo.train import plan_train
+
+    yolo = _fake_fold(tmp_path)
+    run = tmp_path / "runs" / "x" / "fold0"
+    (run / "weights").mkdir(parents=True)
+    (run / "args.yaml").write_text("epochs: 3\n")
+    plan = plan_train(0, yolo=yolo, runs=tmp_path / "runs", name="x", device="cpu")
+    assert plan.replace and run.is_dir()
+    (tmp_path / "runs" / "y" / "fold0").mkdir(parents=True)
+    (tmp_path / "runs" / "y" / "fold0" / "photo.jpg").write_bytes(b"mine")
+    with pytest.raises(YolohandError, match="not a training run"):
+        plan_train(0, yolo=yolo, runs=tmp_path / "runs", name="y", device="cpu", force=True)
+    assert (tmp_path / "runs" / "y" / "fold0" / "photo.jpg").read_bytes() == b"mine"
 
 
 def test_plan_decides_without_side_effects(tmp_path, monkeypatch):
@@ -385,6 +405,8 @@ def test_one_epoch_fine_tune_keeps_a_learned_dice(trained):
     with open(run / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1
+    # Loss columns by name (ultralytics < 8.4.104 left only train/Loss unless get_validator set loss_names).
+    assert {"train/box_loss", "train/seg_loss", "val/seg_loss"} <= set(rows[0]), list(rows[0])
     dice = float(rows[0][DICE_KEY])
     assert dice >= FINE_TUNE_DICE_BAR, f"validation Dice {dice:.4f} below {FINE_TUNE_DICE_BAR}"
     last = proc.stdout.strip().splitlines()[-1]

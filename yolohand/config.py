@@ -10,8 +10,9 @@ Precedence: CLI flag > ``yolohand.yaml`` > the defaults below. Example ``yolohan
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,6 +27,23 @@ def did_you_mean(key: str, known: Iterable[str]) -> str:
     """``" (did you mean 'mosaic'?)"`` for the closest of ``known`` (difflib), or ``""``."""
     close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_like_defaults(where: str, data: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """YolohandError ``where: key: value is not ...`` for a value whose type does not fit the key's
+    default: a number where the default is a number (``lr0: abc``), true/false where it is a
+    bool. Keys whose default is None, a string or a list take anything (ultralytics parses them)."""
+    for key, value in data.items():
+        default = defaults.get(key)
+        if value is None or default is None:
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise YolohandError(f"{where}: {key}: {value!r} is not true or false (default {default})")
+        elif isinstance(default, (int, float)):
+            numbers = value if isinstance(value, list) else [value]
+            if not numbers or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers):
+                raise YolohandError(f"{where}: {key}: {value!r} is not a number (default {default})")
 
 
 def read_yaml(path: Path) -> object:

@@ -129,12 +129,16 @@ def _say(line: str) -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
     """warnings.showwarning: one ``warning:`` line, without the source line."""
     text = " ".join(str(message).split())
-    try:
+    live = False
+    if "tqdm" in sys.modules:
         from tqdm import tqdm
 
-        tqdm.write(f"warning: {text}", file=sys.stderr)
-    except Exception:  # noqa: BLE001 - a warning must never be what fails
-        typer.echo(f"warning: {text}", err=True)
+        live = any(not getattr(bar, "disable", True) for bar in list(getattr(tqdm, "_instances", ())))
+        if live and sys.stderr.isatty():  # clear the bar, print, redraw it below
+            tqdm.write(f"warning: {text}", file=sys.stderr)
+            return
+    # Piped: end the bar's line first, so `grep '^warning:'` finds the line.
+    typer.echo(("\n" if live else "") + f"warning: {text}", err=True)
 
 
 def _fail(exc: BaseException) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,39 @@ def parse_weights(text: str | None) -> list[float] | None:
     return values
 
 
+def check_device(text: str | None) -> str | None:
+    """``--device``: cpu, mps, a CUDA index (``0``), a list (``0,1``) or ``cuda:N``; a CUDA device
+    must exist here (checked with torch, imported only when a GPU is named). None -> None."""
+    if text is None:
+        return None
+    value = str(text).strip().lower().replace(" ", "")
+    if value in ("cpu", "mps"):
+        return value
+    indices = value.removeprefix("cuda:").removeprefix("cuda") or "0"
+    if not re.fullmatch(r"\d+(,\d+)*", indices):
+        raise YolohandError(f"--device {text!r}: expected cpu, mps, a GPU index (0), a list (0,1) or cuda:N")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise YolohandError(f"--device {text!r}: no CUDA GPU is available here; use --device cpu")
+    wanted = [int(i) for i in indices.split(",")]
+    if max(wanted) >= count:
+        raise YolohandError(f"--device {text!r}: GPU {max(wanted)} does not exist ({count} GPU(s): 0..{count - 1})")
+    return indices
+
+
+def choice(flag: str, choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """A parser accepting one of ``choices`` (for choices the library defines and validates too)."""
+
+    def parse(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise YolohandError(f"{flag} {value!r}: expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 def as_param(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A typer ``parser=`` from one of the parsers above (YolohandError -> typer.BadParameter)."""
 
@@ -97,4 +131,4 @@ def format_size(shape: tuple[int, int]) -> str:
     return f"{shape[0]},{shape[1]}"
 
 
-__all__ = ["MAX_SIDE", "Split", "as_param", "format_size", "parse_fold", "parse_size", "parse_weights", "size_option"]
+__all__ = ["MAX_SIDE", "Split", "as_param", "check_device", "choice", "format_size", "parse_fold", "parse_size", "parse_weights", "size_option"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from yolohand import defaults as D  # zero-dependency: --help stays light
+from yolohand.cli.options import as_param, check_device
 
 
 def predict(
@@ -21,14 +22,14 @@ def predict(
         help="A folder (searched recursively), an image, or a .txt list of images [default: <root>/test/DCM].",
     ),
     runs: Path = typer.Option(None, "--runs", show_default=False, help="Where to look for best.pt [default: configured runs]."),
-    imgsz: int = typer.Option(None, "--imgsz", show_default=False, help="Network input size [default: the checkpoint's training size]."),
-    conf: float = typer.Option(D.CONF, "--conf", help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
-    iou: float = typer.Option(D.IOU, "--iou", help="NMS IoU threshold (per class)."),
-    device: str = typer.Option(None, "--device", show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
-    batch: int = typer.Option(1, "--batch", help="Images per forward pass (x2 with --tta); on a GPU 8-16 at imgsz 1024 (README)."),
+    imgsz: int = typer.Option(None, "--imgsz", min=32, show_default=False, help="Network input size [default: the checkpoint's training size]."),
+    conf: float = typer.Option(D.CONF, "--conf", min=0.0, max=1.0, help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
+    iou: float = typer.Option(D.IOU, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (per class)."),
+    device: str = typer.Option(None, "--device", parser=as_param(check_device), show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per forward pass (x2 with --tta); on a GPU 8-16 at imgsz 1024 (README)."),
     half: bool = typer.Option(False, "--half", help="fp16 inference on a CUDA GPU (an error on CPU)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
-    threshold: float = typer.Option(D.THRESHOLD, "--threshold", help="Probability threshold for the masks (p >= threshold)."),
+    threshold: float = typer.Option(D.THRESHOLD, "--threshold", min=0.0, max=1.0, help="Probability threshold for the masks (p >= threshold)."),
     merge: str = typer.Option(D.MERGE, "--merge", help="top1: the most confident detection per class; union: pixel-wise max over a class's detections."),
     conf_weight: bool = typer.Option(
         D.CONF_WEIGHT, "--conf-weight/--no-conf-weight", help="Multiply mask probabilities by the detection confidence."
@@ -42,7 +43,7 @@ def predict(
         help="When averaging models/flips: a run that missed a class is left out (skip) or counts as 0 (zero).",
     ),
     agree_iou: float = typer.Option(
-        D.AGREE_IOU, "--agree-iou",
+        D.AGREE_IOU, "--agree-iou", min=0.0, max=1.0,
         help="When averaging: a run whose box IoU with the most confident run's is below this picked another bone, "
         "and counts as a miss; 0 averages everything.",
     ),
@@ -72,14 +73,10 @@ def predict(
         raise YolohandError(f"--mask-mode {mask_mode!r}: expected one of {', '.join(MASK_MODES)}")
     if not 0.0 < mask_threshold < 1.0:
         raise YolohandError(f"--mask-threshold {mask_threshold}: expected a value in (0, 1)")
-    if not 0.0 < threshold <= 1.0:
+    if threshold == 0.0:  # typer checked [0, 1]; 0 would mark every pixel
         raise YolohandError(f"--threshold {threshold}: expected a value in (0, 1]")
-    if not 0.0 <= conf < 1.0:
+    if conf == 1.0:
         raise YolohandError(f"--conf {conf}: expected a value in [0, 1)")
-    if not 0.0 <= agree_iou <= 1.0:
-        raise YolohandError(f"--agree-iou {agree_iou}: expected a value in [0, 1]")
-    if batch < 1:
-        raise YolohandError(f"--batch {batch}: expected at least 1")
     settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
                         missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou)
     summary = predict_to_submission(

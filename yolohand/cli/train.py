@@ -6,20 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yolohand.errors import YolohandError
-
-
-def _parse_fold(text: str) -> int | None:
-    """``"all"`` -> None (every fold); ``"3"`` -> 3."""
-    if text.strip().lower() == "all":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise YolohandError(f"--fold {text!r}: expected a fold number (0, 1, ...) or 'all'") from None
-    if value < 0:
-        raise YolohandError(f"--fold {value}: fold numbers start at 0")
-    return value
+from yolohand.cli.options import as_param, check_device, parse_fold
 
 
 def train(
@@ -29,13 +16,13 @@ def train(
         help="yolo: an ultralytics seg yaml (yolo11n-seg.yaml ... yolo26x-seg.yaml) or a local .pt to fine-tune; "
         "smp:ARCH:ENCODER (e.g. smp:UnetPlusPlus:resnet34); refine:ARCH:ENCODER (per-bone refiner) [default: yolo11n-seg.yaml].",
     ),
-    imgsz: int = typer.Option(None, "--imgsz", help="Network input size [default: the fold YAML's cache size from `convert --imgsz`, else 1024]."),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs [default: 100]."),
-    batch: int = typer.Option(None, "--batch", help="Batch size (total over GPUs) [default: 16]."),
-    device: str = typer.Option(None, "--device", help="cpu, 0, or 0,1 for multi-GPU DDP [default: GPU 0 if any, else cpu]."),
-    workers: int = typer.Option(None, "--workers", help="Data-loading workers per GPU (ultralytics uses 0 on CPU) [default: 8]."),
-    hours: float = typer.Option(None, "--time", help="Training time budget in hours (overrides --epochs; ultralytics fits the schedule to it)."),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads on CPU [default: every core]; fewer can be faster when the cores are busy."),
+    imgsz: int = typer.Option(None, "--imgsz", min=32, help="Network input size [default: the fold YAML's cache size from `convert --imgsz`, else 1024]."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs [default: 100]."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Batch size (total over GPUs) [default: 16]."),
+    device: str = typer.Option(None, "--device", parser=as_param(check_device), help="cpu, 0, or 0,1 for multi-GPU DDP [default: GPU 0 if any, else cpu]."),
+    workers: int = typer.Option(None, "--workers", min=0, help="Data-loading workers per GPU (ultralytics uses 0 on CPU) [default: 8]."),
+    hours: float = typer.Option(None, "--time", min=0.0, help="Training time budget in hours (overrides --epochs; ultralytics fits the schedule to it)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads on CPU [default: every core]; fewer can be faster when the cores are busy."),
     name: str = typer.Option("train", "--name", help="Run name: outputs go to <runs>/<name>/fold<k>/."),
     resume: bool = typer.Option(False, "--resume", help="Continue <runs>/<name>/fold<k>/weights/last.pt."),
     config: Path = typer.Option(None, "--config", help="YAML of any ultralytics train arguments (flags override it)."),
@@ -46,7 +33,7 @@ def train(
     """Train a model (YOLO, smp or refine family) on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
     from yolohand.models.train import format_results, list_folds, train_fold
 
-    k = _parse_fold(fold)
+    k = parse_fold(fold)
     folds = list_folds(yolo) if k is None else [k]
     kwargs = dict(yolo=yolo, runs=runs, name=name, model=model, config=config, device=device, force=force,
                   resume=resume, imgsz=imgsz, epochs=epochs, batch=batch, workers=workers, time=hours, threads=threads)

@@ -230,15 +230,21 @@ def _check_existing(path: Path, loc: Path, kind: OutputKind, force: bool, flag: 
                             f"with --force (move it away or choose another {flag})")
 
 
-def check_inputs_exist(inputs: Iterable[tuple[str, PathLike | None]]) -> None:
-    """YolohandError for the first ``(flag, path)`` whose path does not exist (None: not given)."""
-    for flag, p in inputs:
-        if p is not None and not Path(p).expanduser().exists():
-            raise YolohandError(f"{p}: not found ({flag})")
+def check_submission_outputs(
+    out: PathLike, save_probs: PathLike | None, inputs: Iterable[PathLike | None], force: bool = False,
+    flag: str = "--out",
+) -> tuple[Path, Path | None]:
+    """The places of a submission CSV and (optionally) a probability-map folder, written by one
+    command (predict, ensemble): each checked against every input and the two against each other."""
+    inputs = list(inputs)
+    out_path = check_output(out, CSV, inputs, force, flag=flag)
+    probs = None if save_probs is None else check_output(save_probs, PROBMAPS, [*inputs, out_path], force,
+                                                          flag="--save-probs")
+    return out_path, probs
 
 
 __all__ = [
     "CSV", "DATASET", "FILE", "FOLDER", "JSON", "MARKER", "PNG", "PROBMAPS", "REPORT", "RUN", "YOLO",
-    "OutputKind", "check_inputs_exist", "check_output", "check_place", "is_previous_output",
+    "OutputKind", "check_output", "check_submission_outputs", "check_place", "is_previous_output",
     "marker_kind", "overlap", "resolved", "write_location", "write_marker", "PathLike",
 ]

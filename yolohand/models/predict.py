@@ -267,23 +267,27 @@ def predict_to_submission(
     from tqdm.auto import tqdm
 
     from yolohand.config import default_path
-    from yolohand.core.atomic import atomic_dir, check_writable
+    from yolohand.core.atomic import atomic_dir
+    from yolohand.core.paths import PROBMAPS, check_submission_outputs
     from yolohand.core.submission import SubmissionWriter
     from yolohand.models.family import load_network, load_refiner
 
     t0 = time.perf_counter()
-    out = Path(out)
-    check_writable(out, force)  # fail before loading anything
-    if save_probs is not None:
-        check_writable(save_probs, force)
+    source = source if source is not None else default_path("root") / "test" / "DCM"
     paths, where = resolve_weights(weights, runs)
-    records = find_images(source if source is not None else default_path("root") / "test" / "DCM")
+    # Every check before loading anything: output places (kind, writable, clear of the inputs), ground truth.
+    out, _ = check_submission_outputs(out, save_probs, [source, *paths, *refiners, gt], force, flag="--rle")
+    if gt is not None:
+        from yolohand.results.evaluate import check_gt_root
+
+        check_gt_root(gt)
+    records = find_images(source)
     networks = [load_network(p, batch=batch, **load) for p in paths]
     stages = [load_refiner(Path(r), **load) for r in refiners]
     summary = PredictSummary(output=out.resolve(), weights=paths, weights_source=where, refiners=[r.path for r in stages])
     with ExitStack() as stack:
         writer = stack.enter_context(SubmissionWriter(out, force=force))
-        probs_tmp = stack.enter_context(atomic_dir(save_probs, force)) if save_probs is not None else None
+        probs_tmp = stack.enter_context(atomic_dir(save_probs, force, kind=PROBMAPS)) if save_probs is not None else None
         bar = tqdm(total=len(records), desc="predict", unit="img", disable=not progress)
         for p in predict_probs(records, networks, settings, batch, stages):
             _write_one(p, writer, probs_tmp, settings.threshold, summary)

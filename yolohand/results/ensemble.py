@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from yolohand.core import rle
 from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, NUM_CLASSES
-from yolohand.core.paths import CSV, PROBMAPS, check_output
+from yolohand.core.paths import PROBMAPS, check_submission_outputs
 from yolohand.core.probmaps import iter_probmap_folder, load_probmap, probmap_path, save_probmap
 from yolohand.core.submission import iter_submission, read_image_names, write_submission
 from yolohand.errors import YolohandError
@@ -107,16 +107,6 @@ def _hard_rule(weights: list[float], min_votes: float | None) -> tuple[float | N
             "(otherwise the output would be empty or everything)"
         )
     return float(min_votes), f"summed weight >= {_num(min_votes)} of {_num(total)}"
-
-
-def _check_outputs(out: str | os.PathLike, inputs: Sequence[str | os.PathLike | None], force: bool,
-                   save_probs: str | os.PathLike | None = None) -> tuple[Path, Path | None]:
-    """Both output places, checked against every input and each other before any work."""
-    out_path = check_output(out, CSV, inputs, force, flag="--out")
-    probs_out = None
-    if save_probs is not None:
-        probs_out = check_output(save_probs, PROBMAPS, [*inputs, out_path], force, flag="--save-probs")
-    return out_path, probs_out
 
 
 def check_inputs_agree(csvs: Sequence[str | os.PathLike]) -> list[str]:
@@ -255,7 +245,7 @@ def hard_vote(
     t0 = time.perf_counter()
     if len(inputs) < 2:
         raise YolohandError("hard voting needs at least two submission CSVs")
-    out, _ = _check_outputs(out, [*inputs, images], force)
+    out, _ = check_submission_outputs(out, None, [*inputs, images], force)
     weights = check_weights(len(inputs), weights)
     min_weight, rule = _hard_rule(weights, min_votes)
     # Integer weights as int64 so that rle.vote sums them exactly (no tie tolerance needed).
@@ -362,7 +352,7 @@ def check_soft_inputs(
         raise YolohandError("soft voting needs at least one probability-map folder (--probs)")
     if not (0.0 < threshold <= 1.0):
         raise YolohandError(f"--threshold {_num(threshold)}: must be in (0, 1]")
-    out_path, probs_out = _check_outputs(out, [*csvs, *prob_dirs, images], force, save_probs)
+    out_path, probs_out = check_submission_outputs(out, save_probs, [*csvs, *prob_dirs, images], force)
     folders = []
     for d in prob_dirs:
         listing = iter_probmap_folder(d)

@@ -159,6 +159,9 @@ def _load_gt(root: str | os.PathLike, split: str | None, by_stem: bool) -> _Grou
     splits = check_split(split)
     if not Path(root).expanduser().is_dir():
         raise YolohandError(f"{root}: dataset root not found (--gt)")
+    if not any((Path(root).expanduser() / s / "DCM").is_dir() for s in splits):
+        raise YolohandError(f"{root}: not a dataset root: no {' or '.join(f'{s}/DCM' for s in splits)} folder "
+                            "(expected <root>/<split>/DCM/IDxxx/*.png, as distributed)")
     records: dict[str, tuple[str, ImageRecord]] = {}
     indexes: dict[str, DatasetIndex] = {}
     unannotated: set[str] = set()
@@ -179,6 +182,12 @@ def _load_gt(root: str | os.PathLike, split: str | None, by_stem: bool) -> _Grou
     if not records:
         raise YolohandError(f"{root}: no annotated images in {' or '.join(splits)} (no outputs_json?)")
     return _GroundTruth(records, indexes, unannotated)
+
+
+def check_gt_root(root: str | os.PathLike, split: str | None = None) -> None:
+    """YolohandError unless ``root`` holds annotated images (in ``split``, or in train or test):
+    what ``predict --gt`` checks before inference, so a wrong root fails in seconds, not after."""
+    _load_gt(root, split, by_stem=False)
 
 
 # ----------------------------------------------------------------------------- prediction

@@ -112,39 +112,41 @@ RESERVED_KEYS: frozenset[str] = frozenset({"data", "project", "exist_ok", "resum
 # ----------------------------------------------------------------------------- arguments
 
 
-def ultralytics_train_keys() -> frozenset[str]:
-    """Every key of ultralytics' ``cfg/default.yaml`` (read as YAML; ultralytics is not imported)."""
+def ultralytics_train_defaults() -> dict[str, Any]:
+    """ultralytics' ``cfg/default.yaml``: every train argument and its default (read as YAML;
+    ultralytics is not imported)."""
     spec = importlib.util.find_spec("ultralytics")
     if spec is None or not spec.submodule_search_locations:
         raise YolohandError("ultralytics is not installed")
     for base in spec.submodule_search_locations:
         path = Path(base) / "cfg" / "default.yaml"
         if path.is_file():
-            return frozenset(yaml.safe_load(path.read_text()))
+            return dict(yaml.safe_load(path.read_text()))
     raise YolohandError("ultralytics/cfg/default.yaml not found: broken ultralytics install")
+
+
+def ultralytics_train_keys() -> frozenset[str]:
+    """Every key of ultralytics' ``cfg/default.yaml``."""
+    return frozenset(ultralytics_train_defaults())
 
 
 def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``--config`` YAML of ultralytics train arguments; YolohandError naming the file and key."""
+    from yolohand.config import check_like_defaults, did_you_mean, read_yaml
+
     path = Path(path)
     if not path.is_file():
         raise YolohandError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f"{path}:{line + 1}" if line is not None else str(path)
-        raise YolohandError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise YolohandError(f"{path}: expected a mapping of ultralytics train arguments (key: value)")
-    known = ultralytics_train_keys()
+    defaults = ultralytics_train_defaults()
     for key in data:
         if key in RESERVED_KEYS:
             raise YolohandError(f"{path}: '{key}' is set by yolohand (use --fold/--yolo/--runs/--name/--resume)")
-        if key not in known:
-            close = [k for k in sorted(known) if k.replace("_", "") == str(key).replace("_", "").lower()]
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise YolohandError(f"{path}: '{key}' is not an ultralytics train argument{hint}")
+        if key not in defaults:
+            raise YolohandError(f"{path}: '{key}' is not an ultralytics train argument{did_you_mean(key, defaults)}")
+    check_like_defaults(str(path), data, defaults)  # lr0: abc fails here, not inside ultralytics
     return data
 
 
@@ -318,9 +320,17 @@ def _run_layout(args: dict[str, Any], run_dir: Path, force: bool, resume: bool) 
         _check_resumable(last)
         args["resume"] = args["model"] = str(last)
         return False
-    if run_dir.exists() and not force:
+    if not run_dir.exists():
+        return False
+    from yolohand.core.paths import RUN, is_previous_output
+
+    if not is_previous_output(run_dir, RUN):
+        raise YolohandError(f"{run_dir}: exists and is not a training run; not replaced, even with --force")
+    if not last.is_file():
+        return True  # interrupted before its first epoch ended: nothing to resume, so a rerun replaces it
+    if not force:
         raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
-    return run_dir.exists()
+    return True
 
 
 def plan_train(
