@@ -32,7 +32,7 @@ from yolohand.core.classes import NUM_CLASSES
 from yolohand.data.imcache import read_gray_like_ultralytics
 from yolohand.errors import YolohandError
 
-__all__ = ["Sample", "sample_paths", "label_path", "fill_label", "make_sample", "build_sample_cache", "load_sample"]
+__all__ = ["Sample", "label_masks", "sample_paths", "label_path", "fill_label", "make_sample", "build_sample_cache", "load_sample"]
 
 @dataclass(frozen=True)
 class Sample:
@@ -77,6 +77,17 @@ def fill_label(label: Path, size: int, orig_hw: tuple[int, int]) -> np.ndarray:
         cv2.fillPoly(full, polys, 255)
         masks[cls] = cv2.resize(full, (size, size), interpolation=cv2.INTER_AREA) >= 128
     return masks
+
+
+def label_masks(image: Path, hw: tuple[int, int]) -> np.ndarray:
+    """bool (29, H, W): a converted image's label polygons filled at full size, which is the
+    annotation JSON's fill exactly (labels round back to the integer points, see convert)."""
+    from yolohand.data.convert import parse_label_file
+
+    masks = np.zeros((NUM_CLASSES, *hw), np.uint8)
+    for cls, pts in parse_label_file(label_path(image), *hw):
+        cv2.fillPoly(masks[cls], [pts], 1)
+    return masks.astype(bool)
 
 
 def _source_image(image: Path) -> np.ndarray:

@@ -55,11 +55,12 @@ DEFAULTS: dict[str, Any] = {
     # refiner only (ignored by smp)
     "margin": 0.15,  # box margin, as a fraction of the box side
     "jitter": 0.1,  # box shift/scale jitter while training, fraction of the box side
-    "crops_per_image": 29,
+    "prior_stride": 8.0,  # original pixels per YOLO prototype cell (4 x image side / YOLO imgsz)
+    "detector": None,  # a first-stage checkpoint (YOLO best.pt) for the end-to-end validation
 }
-_INT = {"epochs", "batch", "imgsz", "patience", "accumulate", "workers", "seed", "val_every", "crops_per_image"}
+_INT = {"epochs", "batch", "imgsz", "patience", "accumulate", "workers", "seed", "val_every"}
 _FLOAT = {"lr0", "weight_decay", "lrf", "bce_weight", "dice_weight", "fliplr", "degrees", "scale", "translate",
-          "brightness", "contrast", "margin", "jitter"}
+          "brightness", "contrast", "margin", "jitter", "prior_stride"}
 _BOOL = {"cos_lr", "deterministic"}
 _CHOICES = {"loss": LOSSES, "optimizer": ("adam", "adamw", "sgd")}
 

@@ -22,10 +22,10 @@ from yolohand.errors import YolohandError
 from yolohand.models.family import ModelSpec
 from yolohand.models.train import TrainResult, fold_yaml
 
-__all__ = ["plan_run", "train_fold", "full_size_dice", "gt_masks"]
+__all__ = ["devices_of", "plan_run", "run_plan", "train_fold", "full_size_dice", "read_rows"]
 
 
-def _devices(device: str | None) -> list[int] | None:
+def devices_of(device: str | None) -> list[int] | None:
     """None for the CPU, else CUDA indices; YolohandError for a device that is not there."""
     import torch
 
@@ -41,20 +41,6 @@ def _devices(device: str | None) -> list[int] | None:
     if not torch.cuda.is_available() or max(ids) >= torch.cuda.device_count() or min(ids) < 0:
         raise YolohandError(f"--device {device!r}: no such CUDA device here ({torch.cuda.device_count()} visible)")
     return ids
-
-
-def gt_masks(image: Path, hw: tuple[int, int]) -> np.ndarray:
-    """bool (29, H, W): the image's label polygons filled at full size (= the JSON fill, see convert)."""
-    import cv2
-
-    from yolohand.core.classes import NUM_CLASSES
-    from yolohand.data.convert import parse_label_file
-    from yolohand.data.samples import label_path
-
-    masks = np.zeros((NUM_CLASSES, *hw), np.uint8)
-    for cls, pts in parse_label_file(label_path(image), *hw):
-        cv2.fillPoly(masks[cls], [pts], 1)
-    return masks.astype(bool)
 
 
 def full_size_dice(logits, gt: np.ndarray) -> np.ndarray:
@@ -73,12 +59,13 @@ def full_size_dice(logits, gt: np.ndarray) -> np.ndarray:
 
 def _scorer(val_images: list[Path]):
     from yolohand.data.layout import image_size
+    from yolohand.data.samples import label_masks
 
     def score(logits, batch) -> np.ndarray:
         rows = []
         for j, i in enumerate(batch["index"].tolist()):
             image = val_images[i]
-            rows.append(full_size_dice(logits[j], gt_masks(image, image_size(image))))
+            rows.append(full_size_dice(logits[j], label_masks(image, image_size(image))))
         return np.stack(rows)
 
     return score
@@ -127,15 +114,29 @@ def _loaders(plan: dict[str, Any], gpu: bool):
     return train_dl, val_dl, val_imgs
 
 
-def run_plan(plan: dict[str, Any], device: str | None = None, progress: bool = True) -> TrainResult:
-    """Build data, model and trainer for ``plan`` and train; return best.pt and its Dice."""
-    import torch
-
-    from yolohand.models.smp.engine import SegModule, make_trainer
+def _build_smp(plan: dict[str, Any], devices: list[int] | None):
+    """(LightningModule, train loader, val loader) of an smp run."""
+    from yolohand.models.smp.engine import SegModule
     from yolohand.models.smp.model import build_model, checkpoint_meta
 
-    args, spec, run_dir = plan["args"], plan["spec"], plan["run_dir"]
-    devices = _devices(device)
+    args, spec = plan["args"], plan["spec"]
+    train_dl, val_dl, val_imgs = _loaders(plan, devices is not None)
+    model = build_model(spec.arch, spec.encoder, in_channels=1, encoder_weights=args["encoder_weights"])
+    meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"])
+    return SegModule(model, args, meta, _scorer(val_imgs)), train_dl, val_dl
+
+
+def run_plan(plan: dict[str, Any], device: str | None = None, progress: bool = True, build=_build_smp) -> TrainResult:
+    """Build module and data for ``plan`` with ``build(plan, devices)``, train, return best.pt and its Dice.
+
+    Shared by the semantic families: CPU threads, run folder, channels-last on CUDA, Ctrl-C.
+    """
+    import torch
+
+    from yolohand.models.smp.engine import make_trainer
+
+    args, run_dir = plan["args"], plan["run_dir"]
+    devices = devices_of(device)
     previous = torch.get_num_threads()
     if devices is None:
         torch.set_num_threads(int(args["threads"] or os.cpu_count() or 1))
@@ -144,12 +145,9 @@ def run_plan(plan: dict[str, Any], device: str | None = None, progress: bool = T
         if plan["last"] is None and run_dir.exists():
             shutil.rmtree(run_dir)  # --force: checked in plan_run
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
-        train_dl, val_dl, val_imgs = _loaders(plan, devices is not None)
-        model = build_model(spec.arch, spec.encoder, in_channels=1, encoder_weights=args["encoder_weights"])
+        module, train_dl, val_dl = build(plan, devices)
         if devices is not None and (args["channels_last"] is None or args["channels_last"]):
-            model = model.to(memory_format=torch.channels_last)
-        meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"])
-        module = SegModule(model, args, meta, _scorer(val_imgs))
+            module.model = module.model.to(memory_format=torch.channels_last)
         trainer, interrupted = make_trainer(args, run_dir, devices, progress)
         try:
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(plan["last"]) if plan["last"] else None)
@@ -171,13 +169,13 @@ def _result(plan: dict[str, Any], trainer) -> TrainResult:
     dice = float(score) if score is not None else math.nan
     from yolohand.models.family import read_checkpoint
 
-    rows = _read_rows(plan["run_dir"] / "results.csv")
+    rows = read_rows(plan["run_dir"] / "results.csv")
     best_epoch = int((read_checkpoint(best) or {}).get("yolohand", {}).get("epoch", -1))  # saved with the weights
     return TrainResult(best=best.resolve(), dice=dice, run_dir=plan["run_dir"].resolve(), fold=plan["fold"],
                        best_epoch=best_epoch, epochs=len(rows))
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def read_rows(path: Path) -> list[dict[str, str]]:
     import csv
 
     if not path.is_file():

@@ -1,0 +1,64 @@
+"""Training crops of the refiner: ground-truth bones with detector-like boxes and YOLO-like priors.
+
+Each item is one (image, bone) of the fold's training images, read from the bone-window cache
+(:mod:`yolohand.data.bone_crops`). Every time it is drawn: the ground-truth box is jittered as a
+detector errs (:func:`~yolohand.models.refine.geometry.jitter_box`), a prior is made from the
+ground truth the way YOLO's masks are coarse (:func:`~yolohand.models.refine.geometry.degrade_prior`),
+the window is cut as prediction cuts it (:func:`~yolohand.models.refine.geometry.grow_box`), and
+image, prior and target are flipped left-right together half of the time. Random numbers come
+from torch's generator, so a seed fixes the run and every epoch draws new boxes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolohand.data.bone_crops import BoneWindow, load_windows
+from yolohand.models.refine.geometry import degrade_prior, grow_box, input_planes, jitter_box, resize_to
+
+__all__ = ["BoneSet", "make_item"]
+
+
+@lru_cache(maxsize=8)
+def _windows(path: Path) -> dict[int, BoneWindow]:
+    return {w.cls: w for w in load_windows(path)}
+
+
+def make_item(w: BoneWindow, args: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 (2, R, R) input, bool (R, R) target) of one bone window (see the module docstring)."""
+    size, (wy0, wx0, wy1, wx1) = int(args["imgsz"]), w.window
+    hw = (wy1 - wy0, wx1 - wx0)
+    box = (w.box[0] - wy0, w.box[1] - wx0, w.box[2] - wy0, w.box[3] - wx0)
+    jbox = jitter_box(box, float(args["jitter"]), rng, (0, 0, *hw))
+    prior = degrade_prior(w.mask, jbox, float(args["prior_stride"]), rng)
+    y0, x0, y1, x1 = grow_box(jbox, float(args["margin"]), hw)
+    planes = input_planes(w.image[y0:y1, x0:x1], prior[y0:y1, x0:x1], size)
+    target = resize_to(w.mask[y0:y1, x0:x1].astype(np.float32), size) >= 0.5
+    if rng.random() < float(args["fliplr"]):
+        planes, target = planes[:, :, ::-1], target[:, ::-1]
+    return np.ascontiguousarray(planes), np.ascontiguousarray(target)
+
+
+class BoneSet(torch.utils.data.Dataset):
+    """(x float32 (2, R, R), y float32 (1, R, R), class int64) for every bone of the cached images."""
+
+    def __init__(self, files: list[Path], args: dict[str, Any]) -> None:
+        self.args = args
+        self.items = []
+        for f in files:
+            with np.load(f, allow_pickle=False) as z:
+                self.items += [(f, int(k[3:])) for k in z.files if k.startswith("img")]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        f, cls = self.items[i]
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+        x, y = make_item(_windows(f)[cls], self.args, rng)
+        return torch.from_numpy(x), torch.from_numpy(y[None].astype(np.float32)), cls

@@ -1,0 +1,151 @@
+"""Train the per-bone refiner on one fold: ``--model refine:ARCH:ENCODER --imgsz R``.
+
+Training crops come from the fold's ground truth with detector-like boxes and YOLO-like priors
+(:mod:`yolohand.models.refine.data`). Validation is end to end on the fold's validation images:
+first-stage crops -> refiner -> the competition's Dice at full resolution; best.pt is the epoch
+with the highest. The first stage is the checkpoint the run config names as ``detector`` (a
+YOLO best.pt of the same fold, so its validation images are unseen by both); without one, the
+validation priors are degraded ground truth drawn once with the run's seed. The first stage's
+own Dice on the same images is printed once, so the gain is visible.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolohand.core import crops as cr
+from yolohand.errors import YolohandError
+from yolohand.models.family import ModelSpec
+from yolohand.models.smp.engine import SegModule
+from yolohand.models.train import TrainResult
+
+__all__ = ["RefineModule", "crops_dice", "train_fold"]
+
+
+def crops_dice(crops: cr.ClassCrops, gt: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """float64 (29,): competition Dice of class crops against bool (29, H, W) ground truth."""
+    from yolohand.core.metrics import dice_score
+
+    out = np.empty(gt.shape[0])
+    for c in range(gt.shape[0]):
+        area_gt = np.count_nonzero(gt[c])
+        crop = crops[c]
+        if crop is None:
+            out[c] = dice_score(0, 0, area_gt)
+            continue
+        pred = crop.probs >= threshold
+        inter = np.count_nonzero(pred & gt[c, crop.y0 : crop.y1, crop.x0 : crop.x1])
+        out[c] = dice_score(inter, np.count_nonzero(pred), area_gt)
+    return out
+
+
+class RefineModule(SegModule):
+    """The refiner: the loss on each crop's own output channel; validation end to end per image."""
+
+    def __init__(self, model, args, meta, val_images: list[Path], priors: list[cr.ClassCrops]) -> None:
+        super().__init__(model, args, meta, score=None)
+        self.val_images, self.priors = val_images, priors
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y, cls = batch
+        logits = self.model(x)[torch.arange(x.shape[0], device=x.device), cls][:, None]
+        loss = self.loss_fn(logits, y)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        from yolohand.data.layout import read_image
+        from yolohand.data.samples import label_masks
+        from yolohand.models.refine.predict import refine_crops
+
+        for i in batch.tolist():
+            image = read_image(self.val_images[i])
+            refined = refine_crops(self.model, image, self.priors[i], float(self.args["margin"]), int(self.args["imgsz"]),
+                                   self.device)
+            self._dice.append(crops_dice(refined, label_masks(self.val_images[i], image.shape[:2]))[None])
+
+
+def _degraded_priors(images: list[Path], args: dict[str, Any]) -> list[cr.ClassCrops]:
+    """First-stage stand-ins: per image and bone, a degraded ground truth in a jittered box."""
+    from yolohand.data.bone_crops import windows_of
+    from yolohand.data.layout import read_image
+    from yolohand.data.samples import label_masks
+    from yolohand.models.refine.geometry import degrade_prior, jitter_box
+
+    rng = np.random.default_rng(int(args["seed"]))
+    out = []
+    for path in images:
+        image = read_image(path)
+        crops: cr.ClassCrops = [None] * 29
+        for w in windows_of(image, label_masks(path, image.shape[:2])):
+            y0, x0, y1, x1 = w.window
+            box = jitter_box((w.box[0] - y0, w.box[1] - x0, w.box[2] - y0, w.box[3] - x0), float(args["jitter"]), rng,
+                             (0, 0, y1 - y0, x1 - x0))
+            prior = degrade_prior(w.mask, box, float(args["prior_stride"]), rng)
+            crops[w.cls] = cr.Crop(y0 + box[0], x0 + box[1], prior[box[0] : box[2], box[1] : box[3]].copy())
+        out.append(crops)
+    return out
+
+
+def _detector_priors(images: list[Path], detector: str, device) -> list[cr.ClassCrops]:
+    """The first stage's crops of every validation image (default prediction settings)."""
+    from yolohand.data.layout import read_image
+    from yolohand.models.family import load_network
+    from yolohand.models.predict import Settings, predict_crops
+
+    net = load_network(Path(detector), device="cpu" if device is None else f"{device[0]}")
+    return [predict_crops([net], [read_image(p)], Settings())[0] for p in images]
+
+
+def _val_priors(val_imgs: list[Path], args: dict[str, Any], devices) -> list[cr.ClassCrops]:
+    from yolohand.data.layout import read_image
+    from yolohand.data.samples import label_masks
+
+    if args["detector"]:
+        if not Path(str(args["detector"])).is_file():
+            raise YolohandError(f"detector {args['detector']}: checkpoint not found (nothing is downloaded)")
+        priors = _detector_priors(val_imgs, str(args["detector"]), devices)
+        source = f"detector {args['detector']}"
+    else:
+        priors = _degraded_priors(val_imgs, args)
+        source = "degraded ground truth (no detector in the run config)"
+    dice = np.mean([crops_dice(p, label_masks(v, read_image(v).shape[:2])) for v, p in zip(val_imgs, priors)], axis=0)
+    print(f"yolohand: refiner validation priors from {source}: first-stage mDice {dice.mean():.4f} "
+          f"on {len(val_imgs)} images", file=sys.stderr)
+    return priors
+
+
+def _build_refine(plan: dict[str, Any], devices):
+    from yolohand.data.bone_crops import build_crop_cache
+    from yolohand.models.refine.data import BoneSet
+    from yolohand.models.smp.data import read_list
+    from yolohand.models.smp.model import build_model, checkpoint_meta
+
+    args, spec = plan["args"], plan["spec"]
+    train_imgs, val_imgs = (read_list(plan["lists"][s]) for s in ("train", "val"))
+    if not train_imgs or not val_imgs:
+        raise YolohandError(f"{plan['lists']['train'].parent}: fold {plan['fold']} has an empty train or val list")
+    files = build_crop_cache(train_imgs, plan["cache"].parent / "bones")
+    gen = torch.Generator().manual_seed(args["seed"])
+    train_dl = torch.utils.data.DataLoader(BoneSet(files, args), batch_size=args["batch"], shuffle=True, generator=gen,
+                                           num_workers=args["workers"], persistent_workers=args["workers"] > 0)
+    val_dl = torch.utils.data.DataLoader(torch.arange(len(val_imgs)), batch_size=1)
+    model = build_model(spec.arch, spec.encoder, in_channels=2, encoder_weights=args["encoder_weights"])
+    meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], channels=2, loss=args["loss"],
+                           margin=float(args["margin"]), prior_stride=float(args["prior_stride"]))
+    return RefineModule(model, args, meta, val_imgs, _val_priors(val_imgs, args, devices)), train_dl, val_dl
+
+
+def train_fold(fold: int = 0, *, spec: ModelSpec, device: str | None = None, progress: bool = True,
+               **kwargs: Any) -> TrainResult:
+    """Train the refiner ``spec`` on fold ``fold``; kwargs as :func:`yolohand.models.smp.train.train_fold`."""
+    from yolohand.models.smp.train import plan_run, run_plan
+
+    kwargs.pop("time", None)
+    plan = plan_run(fold, spec, **kwargs)
+    return run_plan(plan, device=device, progress=progress, build=_build_refine)
