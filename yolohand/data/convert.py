@@ -85,7 +85,7 @@ from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES
 from yolohand.core.paths import YOLO, check_output
 from yolohand.data.folds import fold_of, make_folds
-from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
+from yolohand.data.workers import cv2_single_threaded, start_pool
 from yolohand.errors import YolohandError
 
 #: Image channels for training and prediction (grayscale X-rays); see the module docstring.
@@ -507,7 +507,7 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> list[dict]:
             bar.update()
     else:
         chunk = max(1, min(16, len(tasks) // (workers * 8)))
-        with cv2_single_threaded(), pool_context().Pool(workers, initializer=init_worker) as pool:
+        with cv2_single_threaded(), start_pool(workers) as pool:
             for r in pool.imap_unordered(_convert_one, tasks, chunksize=chunk):
                 results.append(r)
                 bar.update()

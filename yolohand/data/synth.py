@@ -44,7 +44,7 @@ from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.core.paths import DATASET
 from yolohand.data.layout import polygon_crop
-from yolohand.data.workers import cv2_single_threaded, init_worker, pool_context
+from yolohand.data.workers import cv2_single_threaded, start_pool
 from yolohand.errors import YolohandError
 
 REF_SIZE = 2048  # the canonical frame is in pixels of a 2048 x 2048 image
@@ -765,7 +765,7 @@ def generate_dataset(
                     points += write_image(job)
                     bar.update()
             else:  # a Pool (not an Executor): leaving the block on Ctrl-C terminates the workers at once
-                with cv2_single_threaded(), pool_context().Pool(n_workers, initializer=init_worker) as pool:
+                with cv2_single_threaded(), start_pool(n_workers) as pool:
                     for n in pool.imap(write_image, jobs, chunksize=1):
                         points += n
                         bar.update()

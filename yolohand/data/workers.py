@@ -15,6 +15,7 @@ Two hazards, measured here:
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.pool
 import signal
 import sys
 from collections.abc import Iterator
@@ -50,7 +51,25 @@ def init_worker() -> None:
     ``KeyboardInterrupt`` traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by start_pool until now
     cv2.setNumThreads(1)
+
+
+def start_pool(workers: int) -> mp.pool.Pool:
+    """A process pool of ``workers`` (:func:`pool_context`, :func:`init_worker`).
+
+    SIGINT is blocked while the workers are forked, so a Ctrl-C that lands between a fork and the
+    worker's initializer cannot make that worker print a traceback; the parent receives it as
+    soon as the pool exists. Use it as a context manager: leaving the block terminates the pool.
+    """
+    blocked = hasattr(signal, "pthread_sigmask")
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if blocked else None
+    try:
+        return pool_context().Pool(workers, initializer=init_worker)
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 __all__ = [
