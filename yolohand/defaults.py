@@ -17,13 +17,14 @@ DICE_KEY = "metrics/dice(M)"
 #: Demo checkpoints shipped inside the package (model cards: weights/README.md in the repository).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEMO_WEIGHTS = WEIGHTS_DIR / "yolohand-synth-n.pt"
+DEMO_REFINER = WEIGHTS_DIR / "yolohand-synth-refine.pt"
 
 # Prediction (yolohand.models.predict.Settings and `yolohand predict`); measured choices are
 # explained where they act (models/yolo/predict.py, models/yolo/postprocess.py, core/crops.py).
 CONF = 0.01  # YOLO detection confidence before one-per-class: low, so a bone is rarely missed
 IOU = 0.7  # YOLO NMS IoU (per class)
 MAX_DET = 300
-MERGE = "top1"
+MERGE = "assign"  # one detection per class jointly + the hand's order (models/yolo/assign.py; top1, union kept)
 CONF_WEIGHT = False
 MASK_MODE = "soft"
 MASK_THRESHOLD = 0.8  # YOLO raw mask probability mapped to 0.5 (ultralytics' training masks are fat)

@@ -30,7 +30,11 @@ def predict(
     half: bool = typer.Option(False, "--half", help="fp16 inference on a CUDA GPU (an error on CPU)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
     threshold: float = typer.Option(D.THRESHOLD, "--threshold", min=0.0, max=1.0, help="Probability threshold for the masks (p >= threshold)."),
-    merge: str = typer.Option(D.MERGE, "--merge", help="top1: the most confident detection per class; union: pixel-wise max over a class's detections."),
+    merge: str = typer.Option(
+        D.MERGE, "--merge",
+        help="assign: one detection per class and one class per detection, jointly, checked against the hand's order; "
+        "top1: the most confident detection per class; union: pixel-wise max over a class's detections.",
+    ),
     conf_weight: bool = typer.Option(
         D.CONF_WEIGHT, "--conf-weight/--no-conf-weight", help="Multiply mask probabilities by the detection confidence."
     ),

@@ -19,6 +19,9 @@ optimises through a sigmoid). We
    cells under the box are computed, then upsampled by two small interpolation matrices
    ``Ry @ L @ Rx.T`` (separable bilinear), then the sigmoid is applied;
 3. keep one crop per class (:class:`Crop` = ``y0, x0`` + float32 ``(h, w)`` probabilities):
+   ``merge="assign"`` (the prediction default) gives every class at most one detection and every
+   detection at most one class, jointly, checked against the hand's order
+   (:mod:`yolohand.models.yolo.assign`; per-class scores from :attr:`Instances.scores`);
    ``merge="top1"`` keeps the most confident detection of the class (ties: the first in NMS
    order), ``merge="union"`` takes the pixel-wise max over all detections of the class.
    ``conf_weight=True`` multiplies a detection's probabilities by its confidence.
