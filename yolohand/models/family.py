@@ -72,7 +72,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
         raise YolohandError(f"{path}: weights file not found (nothing is downloaded)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, ValueError, EOFError):
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, ValueError, EOFError, IndexError, KeyError):
         return None
     if isinstance(ckpt, dict) and isinstance(ckpt.get(META_KEY), dict):
         return ckpt
