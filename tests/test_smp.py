@@ -134,3 +134,22 @@ def test_tiny_unet_learns_a_square_and_predicts_it(tmp_path, monkeypatch):
         gt, pred = img > 128, runs_to_mask(runs[0], img.shape)
         dices.append(2 * (gt & pred).sum() / (gt.sum() + pred.sum()))
     assert len(dices) == len(val) and min(dices) > 0.8, dices  # untrained: ~0.1-0.3
+
+
+def test_pretrained_start_loads_the_same_weights_and_refuses_another_model(tmp_path):
+    import torch
+
+    from yolohand.models.smp.model import build_model, checkpoint_meta, load_pretrained
+
+    src = build_model("Unet", "resnet18", quiet=True)
+    path = tmp_path / "best.pt"
+    torch.save({"yolohand": checkpoint_meta("smp", "Unet", "resnet18", 64),
+                "state_dict": {f"model.{k}": v for k, v in src.state_dict().items()}}, path)
+    dst = build_model("Unet", "resnet18", quiet=True)
+    load_pretrained(dst, path, "smp", "Unet", "resnet18")
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(YolohandError, match=r"expected a smp:FPN:resnet18 checkpoint, got smp:Unet:resnet18"):
+        load_pretrained(build_model("FPN", "resnet18", quiet=True), path, "smp", "FPN", "resnet18")
+    with pytest.raises(YolohandError, match="smp encoder 'resnet181': unknown.*did you mean 'resnet18'"):
+        build_model("Unet", "resnet181", quiet=True)

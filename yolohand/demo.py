@@ -2,9 +2,11 @@
 
 Each step runs the real CLI in a subprocess and is echoed first, so the log doubles as a
 walkthrough. Steps: synthesise -> convert (2 folds) -> fine-tune the shipped demo checkpoint on
-each fold -> predict the synthetic test set with each fold (saving probability maps) and with
-both folds averaged -> hard-vote the fold CSVs and soft-vote the fold maps -> evaluate every CSV
-against the synthetic ground truth -> one summary table.
+each fold -> predict the synthetic test set with each fold (saving probability maps), with
+both folds averaged, and with both folds + the shipped demo refiner -> hard-vote the fold CSVs and
+soft-vote the fold maps -> train the smp family on fold 0 (random weights) and predict -> fuse
+YOLO and smp (soft vote of the maps, hard vote of three CSVs) -> evaluate every CSV against the
+synthetic ground truth -> one summary table.
 
 Run ``python -m yolohand.demo --help`` for the knobs (sizes, epochs, output folder).
 """
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from yolohand.defaults import DEMO_WEIGHTS
+from yolohand.defaults import DEMO_REFINER, DEMO_WEIGHTS
 
 # Fine-tuning a trained checkpoint on a dozen images: small batches with one optimizer step each
 # (ultralytics' nbs=64 would accumulate a whole epoch into a single step), a low AdamW rate and
@@ -30,6 +32,15 @@ nbs: 4
 optimizer: AdamW
 lr0: 0.0003
 warmup_epochs: 0
+"""
+
+
+#: The smp family in the demo: trained from random weights on fold 0 on the CPU (a few minutes).
+DEMO_SMP = "smp:Unet:mobilenet_v2"
+SMP_CONFIG = """\
+batch: 4
+lr0: 0.003
+workers: 0
 """
 
 
@@ -52,6 +63,71 @@ def _weakest(per_class: dict[str, float], n: int = 3) -> str:
     return ", ".join(f"{name} {score:.3f}" for name, score in worst)
 
 
+def _yolo_steps(d: dict, folds: int, imgsz: int, epochs: int, log: list[str]) -> dict[str, tuple[Path, float]]:
+    """Fine-tune the shipped YOLO on each fold, predict per fold (+ maps) and averaged, vote."""
+    config = d["out"] / "finetune.yaml"
+    config.write_text(FINETUNE_CONFIG)
+    print(f"\n# {config.name} (ultralytics train arguments for fine-tuning):\n{FINETUNE_CONFIG}", end="")
+    for k in range(folds):
+        d["seconds"][f"train fold{k}"] = _run(
+            ["train", "--fold", str(k), "--yolo", str(d["yolo"]), "--runs", str(d["runs"]), "--name", "demo",
+             "--model", str(DEMO_WEIGHTS), "--imgsz", str(imgsz), "--epochs", str(epochs),
+             "--config", str(config), "--device", "cpu", "--force"], log)
+        d["yolo_weights"].append(d["runs"] / "demo" / f"fold{k}" / "weights" / "best.pt")
+    csvs: dict[str, tuple[Path, float]] = {}
+    for k, w in enumerate(d["yolo_weights"]):
+        csv = d["out"] / f"fold{k}.csv"
+        d["prob_dirs"].append(d["out"] / f"probs_fold{k}")
+        t = _run(["predict", "--weights", str(w), "--source", d["source"], "--imgsz", str(imgsz),
+                  "--rle", str(csv), "--save-probs", str(d["prob_dirs"][-1]), "--force"], log)
+        csvs[f"fold{k}"] = (csv, t)
+    weights_args = [a for w in d["yolo_weights"] for a in ("--weights", str(w))]
+    both = d["out"] / "folds_avg.csv"
+    csvs["folds averaged (soft)"] = (both, _run(["predict", *weights_args, "--source", d["source"], "--imgsz", str(imgsz),
+                                                 "--rle", str(both), "--force"], log))
+    vote = d["out"] / "ensemble.csv"
+    csvs["hard vote of folds"] = (vote, _run(["ensemble", *(str(csvs[f"fold{k}"][0]) for k in range(folds)),
+                                              "--out", str(vote), "--size", d["size"], "--force"], log))
+    soft = d["out"] / "ensemble_soft.csv"
+    csvs["soft vote of fold maps"] = (soft, _run(["ensemble", *(a for p in d["prob_dirs"] for a in ("--probs", str(p))),
+                                                  "--out", str(soft), "--size", d["size"], "--force"], log))
+    refined = d["out"] / "refined.csv"
+    csvs["refined (folds + demo refiner)"] = (refined, _run(
+        ["predict", *weights_args, "--refiner", str(DEMO_REFINER), "--source", d["source"], "--imgsz", str(imgsz),
+         "--rle", str(refined), "--force"], log))
+    return csvs
+
+
+def _smp_steps(d: dict, csvs: dict[str, tuple[Path, float]], spec: str, imgsz: int, epochs: int, log: list[str]) -> None:
+    """Train the smp family on fold 0 from random weights, predict (+ maps), fuse with YOLO both ways."""
+    config = d["out"] / "smp.yaml"
+    config.write_text(SMP_CONFIG)
+    print(f"\n# {config.name} (smp run arguments):\n{SMP_CONFIG}", end="")
+    d["seconds"]["train smp fold0"] = _run(
+        ["train", "--fold", "0", "--yolo", str(d["yolo"]), "--runs", str(d["runs"]), "--name", "demo-smp", "--model", spec,
+         "--imgsz", str(imgsz), "--epochs", str(epochs), "--config", str(config), "--device", "cpu", "--force"], log)
+    smp_w, smp_csv, smp_probs = d["runs"] / "demo-smp" / "fold0" / "weights" / "best.pt", d["out"] / "smp.csv", d["out"] / "probs_smp"
+    csvs["smp"] = (smp_csv, _run(["predict", "--weights", str(smp_w), "--source", d["source"], "--rle", str(smp_csv),
+                                  "--save-probs", str(smp_probs), "--force"], log))
+    soft = d["out"] / "yolo_smp_soft.csv"
+    csvs["yolo+smp soft vote"] = (soft, _run(["ensemble", *(a for p in [*d["prob_dirs"], smp_probs] for a in ("--probs", str(p))),
+                                              "--out", str(soft), "--size", d["size"], "--force"], log))
+    hard = d["out"] / "yolo_smp_hard.csv"
+    csvs["yolo+smp hard vote"] = (hard, _run(["ensemble", str(d["out"] / "fold0.csv"), str(d["out"] / "fold1.csv"), str(smp_csv),
+                                              "--out", str(hard), "--size", d["size"], "--force"], log))
+
+
+def _score(d: dict, csvs: dict[str, tuple[Path, float]], log: list[str]) -> list[dict]:
+    rows = []
+    for label, (csv, t) in csvs.items():
+        report = csv.with_suffix(".eval.json")
+        _run(["evaluate", str(csv), "--gt", str(d["data"]), "--json", str(report), "--force"], log)
+        result = json.loads(report.read_text())
+        rows.append({"source": label, "csv": csv.name, "mean_dice": result["mean_dice"],
+                     "weakest": _weakest(result["per_class"]), "seconds": t})
+    return rows
+
+
 def run_demo(
     out: Path,
     train_ids: int = 20,
@@ -61,62 +137,29 @@ def run_demo(
     epochs: int = 8,
     folds: int = 2,
     seed: int = 1,
+    smp: str | None = DEMO_SMP,
+    smp_imgsz: int = 128,
+    smp_epochs: int = 12,
 ) -> list[dict]:
-    """Run every step into ``out`` (replaced if present) and return the summary rows."""
+    """Run every step into ``out`` (replaced if present) and return the summary rows.
+
+    ``smp`` None leaves the smp family out (its rows and fusions); the yolo+smp hard vote needs 2 folds.
+    """
     out = out.resolve()
-    data, yolo, runs = out / "handbone", out / "yolo", out / "runs"
+    for w in (DEMO_WEIGHTS, DEMO_REFINER):
+        if not w.is_file():
+            raise SystemExit(f"demo: {w} is missing (it ships with the package)")
+    d = {"out": out, "data": out / "handbone", "yolo": out / "yolo", "runs": out / "runs", "seconds": {},
+         "yolo_weights": [], "prob_dirs": [], "size": f"{size},{size}", "source": str(out / "handbone" / "test" / "DCM")}
     log: list[str] = []
-    seconds: dict[str, float] = {}
-    if not DEMO_WEIGHTS.is_file():
-        raise SystemExit(f"demo: {DEMO_WEIGHTS} is missing (it ships with the repository)")
-
-    _run(["synth", str(data), "--train-ids", str(train_ids), "--test-ids", str(test_ids),
+    _run(["synth", str(d["data"]), "--train-ids", str(train_ids), "--test-ids", str(test_ids),
           "--size", str(size), "--seed", str(seed), "--force"], log)
-    _run(["convert", "--root", str(data), "--out", str(yolo), "--folds", str(folds), "--imgsz", str(imgsz),
+    _run(["convert", "--root", str(d["data"]), "--out", str(d["yolo"]), "--folds", str(folds), "--imgsz", str(imgsz),
           "--force"], log)
-    config = out / "finetune.yaml"
-    config.write_text(FINETUNE_CONFIG)
-    print(f"\n# {config.name} (ultralytics train arguments for fine-tuning):\n{FINETUNE_CONFIG}", end="")
-
-    fold_weights = []
-    for k in range(folds):
-        seconds[f"train fold{k}"] = _run(
-            ["train", "--fold", str(k), "--yolo", str(yolo), "--runs", str(runs), "--name", "demo",
-             "--model", str(DEMO_WEIGHTS), "--imgsz", str(imgsz), "--epochs", str(epochs),
-             "--config", str(config), "--device", "cpu", "--force"], log)
-        fold_weights.append(runs / "demo" / f"fold{k}" / "weights" / "best.pt")
-
-    source = str(data / "test" / "DCM")
-    csvs: dict[str, tuple[Path, float]] = {}
-    prob_dirs = []
-    for k, w in enumerate(fold_weights):
-        csv = out / f"fold{k}.csv"
-        prob_dirs.append(out / f"probs_fold{k}")
-        t = _run(["predict", "--weights", str(w), "--source", source, "--imgsz", str(imgsz),
-                  "--rle", str(csv), "--save-probs", str(prob_dirs[-1]), "--force"], log)
-        csvs[f"fold{k}"] = (csv, t)
-    both = out / "folds_avg.csv"
-    weights_args = [a for w in fold_weights for a in ("--weights", str(w))]
-    t = _run(["predict", *weights_args, "--source", source, "--imgsz", str(imgsz),
-              "--rle", str(both), "--force"], log)
-    csvs["folds averaged (soft)"] = (both, t)
-    vote = out / "ensemble.csv"
-    t = _run(["ensemble", *(str(csvs[f"fold{k}"][0]) for k in range(folds)),
-              "--out", str(vote), "--size", f"{size},{size}", "--force"], log)
-    csvs["hard vote of folds"] = (vote, t)
-    soft = out / "ensemble_soft.csv"
-    t = _run(["ensemble", *(a for d in prob_dirs for a in ("--probs", str(d))),
-              "--out", str(soft), "--size", f"{size},{size}", "--force"], log)
-    csvs["soft vote of fold maps"] = (soft, t)
-
-    rows = []
-    for label, (csv, t) in csvs.items():
-        report = csv.with_suffix(".eval.json")
-        _run(["evaluate", str(csv), "--gt", str(data), "--json", str(report), "--force"], log)
-        result = json.loads(report.read_text())
-        rows.append({"source": label, "csv": csv.name, "mean_dice": result["mean_dice"],
-                     "weakest": _weakest(result["per_class"]), "seconds": t})
-    return rows
+    csvs = _yolo_steps(d, folds, imgsz, epochs, log)
+    if smp and folds >= 2:
+        _smp_steps(d, csvs, smp, smp_imgsz, smp_epochs, log)
+    return _score(d, csvs, log)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -137,9 +180,14 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=512, help="network input size (the checkpoint's)")
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold")
     parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--smp", default=DEMO_SMP, help="smp model trained on fold 0 ('none' to skip the smp rows)")
+    parser.add_argument("--smp-imgsz", type=int, default=128, help="smp training size")
+    parser.add_argument("--smp-epochs", type=int, default=12, help="smp epochs (from random weights)")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    rows = run_demo(args.out, args.train_ids, args.test_ids, args.size, args.imgsz, args.epochs, args.folds)
+    smp = None if args.smp.lower() == "none" else args.smp
+    rows = run_demo(args.out, args.train_ids, args.test_ids, args.size, args.imgsz, args.epochs, args.folds,
+                    smp=smp, smp_imgsz=args.smp_imgsz, smp_epochs=args.smp_epochs)
     print_table(rows)
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; outputs in {args.out.resolve()}")
 

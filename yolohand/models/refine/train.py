@@ -124,7 +124,7 @@ def _build_refine(plan: dict[str, Any], devices):
     from yolohand.data.bone_crops import build_crop_cache
     from yolohand.models.refine.data import BoneSet
     from yolohand.models.smp.data import read_list
-    from yolohand.models.smp.model import build_model, checkpoint_meta
+    from yolohand.models.smp.model import build_model, checkpoint_meta, load_pretrained
 
     args, spec = plan["args"], plan["spec"]
     train_imgs, val_imgs = (read_list(plan["lists"][s]) for s in ("train", "val"))
@@ -136,6 +136,8 @@ def _build_refine(plan: dict[str, Any], devices):
                                            num_workers=args["workers"], persistent_workers=args["workers"] > 0)
     val_dl = torch.utils.data.DataLoader(torch.arange(len(val_imgs)), batch_size=1)
     model = build_model(spec.arch, spec.encoder, in_channels=2, encoder_weights=args["encoder_weights"])
+    if args["pretrained"]:
+        load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], channels=2, loss=args["loss"],
                            margin=float(args["margin"]), prior_stride=float(args["prior_stride"]))
     return RefineModule(model, args, meta, val_imgs, _val_priors(val_imgs, args, devices)), train_dl, val_dl

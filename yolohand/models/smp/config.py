@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "deterministic": False,
     "encoder_weights": None,  # None (random), a local file, or e.g. "imagenet" already in the HF cache
+    "pretrained": None,  # a yolohand checkpoint of the same family/arch/encoder to start from (fine-tuning)
     "fliplr": 0.5,  # a mirrored hand is a valid hand; bone names carry no side
     "degrees": 10.0,  # small rotations
     "scale": 0.1,  # +-10 % zoom

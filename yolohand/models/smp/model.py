@@ -23,7 +23,7 @@ from typing import Any
 from yolohand.core.classes import CLASSES
 from yolohand.errors import YolohandError
 
-__all__ = ["import_smp", "build_model", "checkpoint_meta", "model_from_checkpoint"]
+__all__ = ["import_smp", "build_model", "load_pretrained", "checkpoint_meta", "model_from_checkpoint"]
 
 
 def import_smp():
@@ -93,6 +93,24 @@ def _load_encoder_file(model, path: Path) -> None:
     missing, _ = model.encoder.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     if len(missing) == len(own):
         raise YolohandError(f"{path}: none of its tensors match the encoder's parameter names")
+
+
+def load_pretrained(model, path: str | os.PathLike, family: str, arch: str, encoder: str) -> None:
+    """Start ``model`` from a yolohand checkpoint's weights (fine-tuning); YolohandError if it does not fit."""
+    from yolohand.models.family import read_checkpoint
+
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    meta = (ckpt or {}).get("yolohand", {})
+    if (meta.get("family"), meta.get("arch"), meta.get("encoder")) != (family, arch, encoder):
+        got = f"{meta.get('family')}:{meta.get('arch')}:{meta.get('encoder')}" if meta else "not a yolohand smp/refine checkpoint"
+        raise YolohandError(f"pretrained {path}: expected a {family}:{arch}:{encoder} checkpoint, got {got}")
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise YolohandError(f"pretrained {path}: weights do not fit ({str(exc).splitlines()[0]})") from None
+    print(f"yolohand: starting from {path} (its epoch {meta.get('epoch', '?')})", file=sys.stderr)
 
 
 def checkpoint_meta(family: str, arch: str, encoder: str, imgsz: int, channels: int = 1, **extra: Any) -> dict[str, Any]:

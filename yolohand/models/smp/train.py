@@ -117,11 +117,13 @@ def _loaders(plan: dict[str, Any], gpu: bool):
 def _build_smp(plan: dict[str, Any], devices: list[int] | None):
     """(LightningModule, train loader, val loader) of an smp run."""
     from yolohand.models.smp.engine import SegModule
-    from yolohand.models.smp.model import build_model, checkpoint_meta
+    from yolohand.models.smp.model import build_model, checkpoint_meta, load_pretrained
 
     args, spec = plan["args"], plan["spec"]
     train_dl, val_dl, val_imgs = _loaders(plan, devices is not None)
     model = build_model(spec.arch, spec.encoder, in_channels=1, encoder_weights=args["encoder_weights"])
+    if args["pretrained"]:
+        load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"])
     return SegModule(model, args, meta, _scorer(val_imgs)), train_dl, val_dl
 
