@@ -134,12 +134,18 @@ def test_failure_midway_leaves_nothing(tmp_path):
 
 def test_existing_output_needs_force(tmp_path):
     path = tmp_path / "out.csv"
-    path.write_text("keep me")
+    write_submission(path, [("b.png", [""] * 29)])
     with pytest.raises(YolohandError, match="already exists"):
         write_submission(path, [("a.png", [""] * 29)])
-    assert path.read_text() == "keep me"
+    assert read_image_names(path) == ["b.png"]
     assert write_submission(path, [("a.png", [""] * 29)], force=True) == 1
     assert read_image_names(path) == ["a.png"]
+    # --force replaces a previous submission only, never a user's file.
+    notes = tmp_path / "notes.csv"
+    notes.write_text("keep me")
+    with pytest.raises(YolohandError, match="not a previous yolohand submission CSV"):
+        write_submission(notes, [("a.png", [""] * 29)], force=True)
+    assert notes.read_text() == "keep me"
 
 
 def _bad_class_order() -> str:
