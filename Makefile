@@ -27,3 +27,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# The GPU paths on a CUDA machine (<= ~8 min on one large GPU), one table; without CUDA: one line, exit 2.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --table runs/gpu_check.md

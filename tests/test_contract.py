@@ -35,7 +35,7 @@ from yolohand.core.classes import NUM_CLASSES  # noqa: E402
 from yolohand.models.yolo import postprocess as pp  # noqa: E402
 from yolohand.models.yolo import trainer as yt  # noqa: E402
 from yolohand.models.yolo.metrics import DiceSegmentMetrics  # noqa: E402
-from yolohand.models.yolo.predictor import SoftSegPredictor, has_mask  # noqa: E402
+from yolohand.models.yolo.predictor import SoftSegPredictor, has_mask, letterbox_of  # noqa: E402
 from yolohand.models.yolo.val import DiceSegmentationValidator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,12 +165,27 @@ def test_letterbox_matches_ultralytics_letterbox(h, w, ih, iw):
 
 
 @settings(max_examples=60, deadline=None)
+@given(h=st.integers(20, 700), w=st.integers(20, 700), ih=st.integers(1, 12), iw=st.integers(1, 12))
+def test_predictor_letterbox_is_from_shapes_on_a_fixed_input(h, w, ih, iw):
+    imgsz = (32 * ih, 32 * iw)
+    assert letterbox_of((h, w), imgsz, imgsz) == pp.Letterbox.from_shapes((h, w), imgsz)
+
+
+@settings(max_examples=100, deadline=None)
 @given(h=st.integers(20, 700), w=st.integers(20, 700), imgsz=st.sampled_from([64, 96, 128, 256]))
-def test_letterbox_matches_ultralytics_minimum_rectangle(h, w, imgsz):
-    """The same with ``auto=True`` (the predictor's minimum rectangle for same-shape batches)."""
+def test_predictor_letterbox_matches_ultralytics_minimum_rectangle(h, w, imgsz):
+    """``auto=True`` (the predictor's minimum rectangle for same-shape batches): the scale comes from imgsz."""
     shape, (top, left, ch, cw) = _letterbox_placement((h, w), imgsz, auto=True)
-    lb = pp.Letterbox.from_shapes((h, w), shape)
+    lb = letterbox_of((h, w), shape, (imgsz, imgsz))
     assert lb.pad == (top, left) and lb.content == (ch, cw)
+
+
+def test_minimum_rectangle_needs_the_imgsz_scale():
+    """The case hypothesis found: from the padded input's own ratio the content would be a pixel narrower."""
+    shape, (top, left, ch, cw) = _letterbox_placement((129, 255), 64, auto=True)
+    assert shape == (32, 64) and (top, left, ch, cw) == (0, 0, 32, 64)
+    assert letterbox_of((129, 255), shape, (64, 64)).content == (32, 64)
+    assert pp.Letterbox.from_shapes((129, 255), shape).content == (32, 63)
 
 
 @settings(max_examples=60, deadline=None)

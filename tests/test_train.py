@@ -292,6 +292,16 @@ def test_amp_decision_without_a_gpu():
     assert offline_check_amp(torch.nn.Linear(2, 2)) is False  # a CPU model
 
 
+def test_gpu_check_without_cuda_says_so_in_one_line():
+    """`make gpu-check` on a machine without CUDA: one line, non-zero exit, nothing run."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout.strip().splitlines() == [
+        "gpu-check: no CUDA device here (torch.cuda.is_available() is False); nothing was run"]
+
+
 # ----------------------------------------------------------------------------- the Dice metric (no training)
 
 

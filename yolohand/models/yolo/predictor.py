@@ -15,6 +15,7 @@ Overridden ultralytics methods (signatures checked by tests/test_contract.py):
   (M, mh, mw). Like ultralytics' own it drops the detections whose mask is empty
   (``masks.amax((-2, -1)) > 0``), here at prototype resolution (:func:`has_mask`), so the
   per-class top-1 can never pick an empty mask over a lower-confidence one that has a mask.
+  The letterbox geometry is the one ultralytics used (:func:`letterbox_of`).
 
 Imported lazily (by :mod:`yolohand.models.yolo.predict` when a network predicts): this module
 calls :func:`yolohand.models.yolo.offline.setup_offline` before importing ultralytics.
@@ -33,7 +34,7 @@ from ultralytics.utils import ops  # noqa: E402
 
 from yolohand.models.yolo import postprocess as pp  # noqa: E402
 
-__all__ = ["SoftSegPredictor", "has_mask"]
+__all__ = ["SoftSegPredictor", "has_mask", "letterbox_of"]
 
 
 def has_mask(proto: torch.Tensor, coef: torch.Tensor, boxes: torch.Tensor, input_shape: tuple[int, int]) -> torch.Tensor:
@@ -45,6 +46,32 @@ def has_mask(proto: torch.Tensor, coef: torch.Tensor, boxes: torch.Tensor, input
     """
     masks = ops.process_mask(proto.float(), coef.float(), boxes.float(), tuple(input_shape), upsample=False)
     return masks.amax((-2, -1)) > 0
+
+
+def letterbox_of(orig_shape: tuple[int, int], input_shape: tuple[int, int], imgsz: tuple[int, int]) -> pp.Letterbox:
+    """The geometry ultralytics' ``LetterBox(imgsz, auto=...)`` used to make a (h, w) ``input_shape`` input.
+
+    Same as :meth:`~yolohand.models.yolo.postprocess.Letterbox.from_shapes` when the input is
+    ``imgsz`` itself; with ``auto=True`` (the minimum rectangle of a same-shape batch) the scale
+    comes from ``imgsz``, not from the smaller padded input: e.g. a 129x255 image at imgsz 64 is
+    resized to 32x64 inside a 32x64 input, where the input's own ratio would say 32x63.
+    """
+    H, W = int(orig_shape[0]), int(orig_shape[1])
+    ih, iw = int(input_shape[0]), int(input_shape[1])
+    r = min(imgsz[0] / H, imgsz[1] / W)
+    new_h, new_w = max(round(H * r), 1), max(round(W * r), 1)
+    if new_h > ih or new_w > iw:  # not a letterbox of imgsz (e.g. a caller's own input): the input's ratio
+        return pp.Letterbox.from_shapes((H, W), (ih, iw))
+    top, left = round((ih - new_h) / 2 - 0.1), round((iw - new_w) / 2 - 0.1)
+    return pp.Letterbox((H, W), (ih, iw), (new_h / H, new_w / W), (top, left), (new_h, new_w))
+
+
+def _letterboxed_to(predictor: object, img: torch.Tensor) -> tuple[int, int]:
+    """(h, w) the images were letterboxed to: the predictor's ``imgsz`` (set by ultralytics' setup), else the input's."""
+    size = getattr(predictor, "imgsz", None)
+    if size is None:
+        return int(img.shape[2]), int(img.shape[3])
+    return (int(size[0]), int(size[-1])) if isinstance(size, (list, tuple)) else (int(size), int(size))
 
 
 class SoftSegPredictor(SegmentationPredictor):
@@ -73,5 +100,5 @@ class SoftSegPredictor(SegmentationPredictor):
             boxes=np.ascontiguousarray(pred[:, :4]),
             conf=np.ascontiguousarray(pred[:, 4]),
             cls=pred[:, 5].astype(np.int64),
-            letterbox=pp.Letterbox.from_shapes(orig_img.shape[:2], tuple(img.shape[2:])),
+            letterbox=letterbox_of(orig_img.shape[:2], tuple(img.shape[2:]), _letterboxed_to(self, img)),
         )
