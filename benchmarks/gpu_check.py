@@ -52,11 +52,12 @@ class Sizes:
     ddp_epochs: int = 2
     smp_epochs: int = 3
     refine_epochs: int = 3
+    refine_imgsz: int | None = None  # the refiner's crop size: its family default
     device: str = "0"
 
 
 SMOKE = Sizes(train_ids=2, test_ids=1, size=256, imgsz=64, epochs=1, ddp_epochs=1, smp_epochs=1, refine_epochs=1,
-              device="cpu")
+              refine_imgsz=64, device="cpu")
 
 
 @dataclass
@@ -115,12 +116,13 @@ class Check:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------- the work of the steps
-    def train(self, fold: int, model: str, epochs: int, name: str, device: str | None = None):
+    def train(self, fold: int, model: str, epochs: int, name: str, device: str | None = None, imgsz: int | None = -1):
+        """Train one fold (``imgsz`` -1: the check's imgsz; None: the family's default)."""
         from yolohand.models.train import train_fold
 
         t0 = time.perf_counter()
-        r = train_fold(fold, model=model, yolo=self.yolo, runs=self.runs, name=name, imgsz=self.z.imgsz, epochs=epochs,
-                       device=device or self.z.device, force=True)
+        r = train_fold(fold, model=model, yolo=self.yolo, runs=self.runs, name=name, epochs=epochs, force=True,
+                       imgsz=self.z.imgsz if imgsz == -1 else imgsz, device=device or self.z.device)
         per = _seconds_per_epoch(Path(r.run_dir) / "results.csv", time.perf_counter() - t0)
         return f"{per:.1f} s/epoch", f"Dice {r.dice:.4f} (best epoch {r.best_epoch} of {r.epochs})", r
 
@@ -227,8 +229,9 @@ def _family_rows(c: Check, folds: list) -> None:
             c.step("evaluate smp", lambda: c.evaluate({"smp": path}), need=10, memory=False)
     if not _imports(c, "yolohand.models.refine.train", f"train {REFINE_MODEL}"):
         return
-    r = c.step(f"train {REFINE_MODEL} fold 0, {z.refine_epochs} epochs",
-               lambda: c.train(0, REFINE_MODEL, z.refine_epochs, "refine"), need=60)
+    crop = f"crop {z.refine_imgsz}" if z.refine_imgsz else "its default crop size"
+    r = c.step(f"train {REFINE_MODEL} fold 0, {z.refine_epochs} epochs ({crop})",
+               lambda: c.train(0, REFINE_MODEL, z.refine_epochs, "refine", imgsz=z.refine_imgsz), need=60)
     if r is None or len(folds) < 2:
         return
     path = c.step("predict 2 folds + TTA --refiner", need=40,

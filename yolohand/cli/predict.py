@@ -26,7 +26,7 @@ def predict(
     conf: float = typer.Option(D.CONF, "--conf", min=0.0, max=1.0, help="Detection confidence threshold (low: top-1 per class removes duplicates)."),
     iou: float = typer.Option(D.IOU, "--iou", min=0.0, max=1.0, help="NMS IoU threshold (per class)."),
     device: str = typer.Option(None, "--device", parser=as_param(check_device), show_default=False, help="cpu, 0, cuda:0 ... [default: ultralytics' choice]."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Images per forward pass (x2 with --tta); on a GPU 8-16 at imgsz 1024 (README)."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Images per forward pass (x2 with --tta); larger uses a GPU better."),
     half: bool = typer.Option(False, "--half", help="fp16 inference on a CUDA GPU (an error on CPU)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
     threshold: float = typer.Option(D.THRESHOLD, "--threshold", min=0.0, max=1.0, help="Probability threshold for the masks (p >= threshold)."),
