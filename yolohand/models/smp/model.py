@@ -23,7 +23,7 @@ from typing import Any
 from yolohand.core.classes import CLASSES
 from yolohand.errors import YolohandError
 
-__all__ = ["import_smp", "build_model", "load_pretrained", "checkpoint_meta", "model_from_checkpoint"]
+__all__ = ["import_smp", "build_model", "load_pretrained", "checkpoint_meta", "export_weights", "model_from_checkpoint"]
 
 
 def import_smp():
@@ -119,6 +119,23 @@ def checkpoint_meta(family: str, arch: str, encoder: str, imgsz: int, channels: 
 
     return {"family": family, "arch": arch, "encoder": encoder, "imgsz": int(imgsz), "channels": int(channels),
             "names": list(CLASSES), "version": __version__, **extra}
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write ``src`` (a yolohand smp/refine checkpoint) as a small inference file: metadata and fp16
+    weights only (what ultralytics' ``strip_optimizer`` does for YOLO). Loading casts back to fp32."""
+    import torch
+
+    from yolohand.core.atomic import atomic_file
+    from yolohand.models.family import read_checkpoint
+
+    ckpt = read_checkpoint(src)
+    if ckpt is None:
+        raise YolohandError(f"{src}: not a yolohand smp/refine checkpoint")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    with atomic_file(dst, force=True, mode="wb") as fh:
+        torch.save({"yolohand": ckpt["yolohand"], "state_dict": state}, fh)
+    return Path(dst)
 
 
 def model_from_checkpoint(path: Path, ckpt: dict[str, Any], in_channels: int | None = None):
