@@ -70,6 +70,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(path)
     if not path.is_file():
         raise YolohandError(f"{path}: weights file not found (nothing is downloaded)")
+    _check_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, ValueError, EOFError, IndexError, KeyError):
@@ -77,6 +78,28 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     if isinstance(ckpt, dict) and isinstance(ckpt.get(META_KEY), dict):
         return ckpt
     return None
+
+
+def _check_archive(path: Path) -> None:
+    """YolohandError unless ``path`` is a complete zip archive, the format torch.save writes."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if not head:
+        what = "empty"
+    elif head.startswith(b"PK"):
+        what = "a truncated or damaged archive"
+    else:
+        try:
+            head.decode("utf-8")
+            what = "text"
+        except UnicodeDecodeError:
+            what = "not a zip archive"
+    raise YolohandError(f"{path}: not a PyTorch checkpoint ({what}); expected a .pt written by torch.save: a YOLO-seg "
+                        "checkpoint from ultralytics, or an smp/refine checkpoint from yolohand train")
 
 
 def _family_of(path: Path, ckpt: dict[str, Any] | None) -> str:
