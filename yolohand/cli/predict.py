@@ -64,23 +64,8 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
 ) -> None:
     """Predict images into a submission CSV: soft full-resolution masks, one instance per bone."""
-    from yolohand.core.crops import MISSING
-    from yolohand.errors import YolohandError
     from yolohand.models.predict import Settings, predict_to_submission
-    from yolohand.models.yolo.postprocess import MASK_MODES, MERGES
 
-    if merge not in MERGES:
-        raise YolohandError(f"--merge {merge!r}: expected one of {', '.join(MERGES)}")
-    if missing not in MISSING:
-        raise YolohandError(f"--missing {missing!r}: expected one of {', '.join(MISSING)}")
-    if mask_mode not in MASK_MODES:
-        raise YolohandError(f"--mask-mode {mask_mode!r}: expected one of {', '.join(MASK_MODES)}")
-    if not 0.0 < mask_threshold < 1.0:
-        raise YolohandError(f"--mask-threshold {mask_threshold}: expected a value in (0, 1)")
-    if threshold == 0.0:  # typer checked [0, 1]; 0 would mark every pixel
-        raise YolohandError(f"--threshold {threshold}: expected a value in (0, 1]")
-    if conf == 1.0:
-        raise YolohandError(f"--conf {conf}: expected a value in [0, 1)")
     settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
                         missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou)
     summary = predict_to_submission(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from yolohand.defaults import AGREE_IOU
+from yolohand.defaults import AGREE_IOU, MISSING_RULES
 
 __all__ = [
     "Crop", "ClassCrops", "MISSING", "DEFAULT_AGREE_IOU", "flip_crops", "box_iou", "average_crops",
@@ -55,7 +55,7 @@ def flip_crops(crops: ClassCrops, width: int) -> ClassCrops:
     ]
 
 
-MISSING = ("zero", "skip")
+MISSING = MISSING_RULES
 
 
 #: Box IoU below which two runs' crops of one class are different bones (see :func:`average_crops`).

@@ -60,6 +60,18 @@ class Settings:
     missing: str = D.MISSING  # averaging: a run (model or flip) that missed a class is left out ("zero": counts 0)
     agree_iou: float = D.AGREE_IOU  # averaging: a run whose box IoU with the most confident is lower is a miss
 
+    def __post_init__(self) -> None:
+        """Checked once, here, for the CLI and the library alike (messages name the CLI flags)."""
+        for flag, value, choices in (("--merge", self.merge, D.MERGES), ("--missing", self.missing, D.MISSING_RULES),
+                                     ("--mask-mode", self.mask_mode, D.MASK_MODES)):
+            if value not in choices:
+                raise YolohandError(f"{flag} {value!r}: expected one of {', '.join(choices)}")
+        for flag, value, ok, what in (("--mask-threshold", self.mask_threshold, 0 < self.mask_threshold < 1, "(0, 1)"),
+                                      ("--threshold", self.threshold, 0 < self.threshold <= 1, "(0, 1]"),
+                                      ("--agree-iou", self.agree_iou, 0 <= self.agree_iou <= 1, "[0, 1]")):
+            if not ok:
+                raise YolohandError(f"{flag} {value}: expected a value in {what}")
+
 
 class Network(Protocol):
     """A loaded checkpoint of any family."""

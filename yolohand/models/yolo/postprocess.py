@@ -50,19 +50,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from yolohand import defaults as D
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.core.crops import ClassCrops, Crop
 from yolohand.defaults import MASK_THRESHOLD
 from yolohand.models.yolo.assign import Anatomy, assign
 
-MERGES = ("top1", "union", "assign")
+MERGES = D.MERGES
 #: Raw mask probability mapped to 0.5. ultralytics builds the training targets by ``fillPoly`` of
 #: int-truncated polygons at network-input resolution (boundary pixels included), so learned masks
 #: are fat by about half an input pixel per side (1.5-2 original pixels at imgsz 512 for 2048
 #: images); thresholding the raw sigmoid higher undoes it. Measured on a synthetic validation
 #: set (benchmarks/quality_predict.py): 0.5 -> 0.909, 0.7 -> 0.919, 0.8 -> 0.923 mDice.
 DEFAULT_MASK_THRESHOLD = MASK_THRESHOLD
-MASK_MODES = ("soft", "polygon")
+MASK_MODES = D.MASK_MODES
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,8 @@ def load_network(
     path = Path(path)
     if not path.is_file():
         raise YolohandError(f"{path}: weights file not found (nothing is downloaded)")
+    if not 0.0 <= conf < 1.0:
+        raise YolohandError(f"--conf {conf}: expected a value in [0, 1)")
     if half:
         check_half(device)
     from yolohand.models.yolo.offline import setup_offline
