@@ -153,3 +153,35 @@ def test_pretrained_start_loads_the_same_weights_and_refuses_another_model(tmp_p
         load_pretrained(build_model("FPN", "resnet18", quiet=True), path, "smp", "FPN", "resnet18")
     with pytest.raises(YolohandError, match="smp encoder 'resnet181': unknown.*did you mean 'resnet18'"):
         build_model("Unet", "resnet181", quiet=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_smp_training_exits_130_and_resume_continues(tmp_path):
+    """SIGINT mid-run: one `interrupted` line, exit 130, no traceback; last.pt is left and --resume finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    root = _write_square_dataset(tmp_path / "ds", n=4, size=64)
+    cmd = [sys.executable, "-m", "yolohand", "train", "--fold", "0", "--yolo", str(root), "--runs", str(tmp_path / "runs"),
+           "--model", "smp:Unet:resnet18", "--imgsz", "32", "--batch", "2", "--device", "cpu", "--threads", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([*cmd, "--epochs", "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    results = tmp_path / "runs" / "train" / "fold0" / "results.csv"
+    deadline = time.time() + 240
+    last = results.parent / "weights" / "last.pt"
+    while time.time() < deadline and not (last.is_file() and results.is_file()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err.splitlines()[-1] and "Traceback" not in err
+    done = int(torch.load(last, weights_only=True)["yolohand"]["epoch"])  # rows may run ahead of last.pt
+    resumed = subprocess.run([*cmd, "--epochs", str(done + 1), "--resume"], capture_output=True, text=True, env=env, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    epochs = [int(r.split(",")[0]) for r in results.read_text().splitlines()[1:]]
+    assert epochs == list(range(1, done + 2)), epochs  # the resumed epoch replaced any row written after last.pt

@@ -18,6 +18,7 @@ DICE_KEY = "metrics/dice(M)"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEMO_WEIGHTS = WEIGHTS_DIR / "yolohand-synth-n.pt"
 DEMO_REFINER = WEIGHTS_DIR / "yolohand-synth-refine.pt"
+DEMO_SMP = WEIGHTS_DIR / "yolohand-synth-smp.pt"
 
 # Prediction (yolohand.models.predict.Settings and `yolohand predict`); measured choices are
 # explained where they act (models/yolo/predict.py, models/yolo/postprocess.py, core/crops.py).
