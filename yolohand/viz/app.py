@@ -95,16 +95,6 @@ def _mtime(path: str) -> float:
         return -1.0
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    from yolohand.errors import YolohandError
-
-    try:
-        h, w = (int(v) for v in str(text).replace("x", ",").split(","))
-    except ValueError:
-        raise YolohandError(f"image size {text!r}: expected H,W (e.g. 2048,2048)") from None
-    return h, w
-
-
 def _saved_upload(upload) -> str:
     """Write an uploaded file to a temp folder (named by content hash) and return its path."""
     data = upload.getvalue()
@@ -232,6 +222,7 @@ def sidebar(st, argv: Sequence[str] | None) -> tuple[str, Page] | None:
     Settings, first found wins: query parameter, script argument, YOLOHAND_APP_* variable, default.
     """
     from yolohand.config import default_path
+    from yolohand.core.sizes import parse_size
     from yolohand.errors import YolohandError
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -254,7 +245,7 @@ def sidebar(st, argv: Sequence[str] | None) -> tuple[str, Page] | None:
     csv_b = _csv_input(st, setting, "CSV B", "b")
     sb.caption("Colours: white = both, green = only A, red = only B.")
     try:
-        shape = _parse_size(size_text)
+        shape = parse_size(size_text, "image size")
     except YolohandError as exc:
         st.error(str(exc))
         return None
