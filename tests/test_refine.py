@@ -100,3 +100,23 @@ def test_refiner_learns_to_beat_its_prior(tmp_path, monkeypatch):
         after.append(crops_dice(stage.refine(image, prior), gt)[0])
     assert np.mean(after) > np.mean(before) + 0.05, (np.mean(before), np.mean(after))
     assert res.dice > 0.9
+
+
+class _Stage:
+    """A refiner stand-in that sets every found bone's crop to one value."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.path = value, None
+
+    def refine(self, image, crops):
+        return [None if c is None else cr.Crop(c.y0, c.x0, np.full_like(c.probs, self.value), c.conf) for c in crops]
+
+
+def test_several_refiners_are_averaged_and_a_missed_class_stays_missed():
+    from yolohand.models.predict import _refine
+
+    crops: cr.ClassCrops = [None] * NUM_CLASSES
+    crops[7] = cr.Crop(3, 4, np.zeros((5, 6), np.float32), 0.9)
+    out = _refine(np.zeros((20, 20), np.uint8), crops, [_Stage(0.2), _Stage(0.8)])
+    assert out[7] is not None and np.allclose(out[7].probs, 0.5) and (out[7].y0, out[7].x0) == (3, 4)
+    assert sum(c is not None for c in out) == 1
