@@ -185,3 +185,23 @@ def test_ctrl_c_during_smp_training_exits_130_and_resume_continues(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     epochs = [int(r.split(",")[0]) for r in results.read_text().splitlines()[1:]]
     assert epochs == list(range(1, done + 2)), epochs  # the resumed epoch replaced any row written after last.pt
+
+
+def test_run_folder_rules_are_the_yolo_ones(tmp_path):
+    """A folder that is not a run is never replaced; a run without last.pt is; a full run needs --force."""
+    from yolohand.models.smp.train import plan_run
+
+    root = _write_square_dataset(tmp_path / "ds", n=2, size=32)
+    spec, run = parse_model("smp:Unet:resnet18"), tmp_path / "runs" / "x" / "fold0"
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("my own notes")
+    with pytest.raises(YolohandError, match="is not a training run; not replaced, even with --force"):
+        plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", force=True)
+    (run / "notes.txt").unlink()
+    (run / "weights").mkdir()
+    assert plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x")["replace"]  # interrupted before last.pt
+    (run / "weights" / "last.pt").write_bytes(b"x")
+    with pytest.raises(YolohandError, match="run already exists"):
+        plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x")
+    assert plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", force=True)["replace"]
+    assert not plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", resume=True)["replace"]

@@ -19,7 +19,7 @@ from typing import Any
 from yolohand.config import default_path
 from yolohand.errors import YolohandError
 
-__all__ = ["TrainResult", "fold_yaml", "list_folds", "train_fold", "train_folds", "format_results"]
+__all__ = ["TrainResult", "fold_yaml", "list_folds", "check_run_dir", "train_fold", "train_folds", "format_results"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,30 @@ def list_folds(yolo: str | os.PathLike | None) -> list[int]:
     if not folds:
         raise YolohandError(f"{root / 'folds'}: no fold<k>.yaml found; run `yolohand convert --out {root}` first")
     return folds
+
+
+def check_run_dir(run_dir: Path, force: bool, resume: bool) -> bool:
+    """Check a fold's run folder against --force/--resume, for every family (YolohandError);
+    True when an existing folder is to be replaced.
+
+    --resume needs ``weights/last.pt``. A folder that is not plainly a training run is never
+    replaced, even with --force; a run interrupted before its first checkpoint (no last.pt) holds
+    nothing to resume, so a rerun replaces it without --force.
+    """
+    last = run_dir / "weights" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
+        return False
+    if not run_dir.exists():
+        return False
+    from yolohand.core.paths import RUN, is_previous_output
+
+    if not is_previous_output(run_dir, RUN):
+        raise YolohandError(f"{run_dir}: exists and is not a training run; not replaced, even with --force")
+    if last.is_file() and not force:
+        raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
+    return True
 
 
 def train_fold(fold: int = 0, *, model: str | os.PathLike | None = None, **kwargs: Any) -> TrainResult:

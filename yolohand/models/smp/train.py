@@ -20,7 +20,7 @@ import numpy as np
 from yolohand.config import default_path
 from yolohand.errors import YolohandError
 from yolohand.models.family import ModelSpec
-from yolohand.models.train import TrainResult, fold_yaml
+from yolohand.models.train import TrainResult, check_run_dir, fold_yaml
 
 __all__ = ["devices_of", "plan_run", "run_plan", "train_fold", "full_size_dice", "read_rows"]
 
@@ -52,7 +52,7 @@ def full_size_dice(logits, gt: np.ndarray) -> np.ndarray:
     out = np.empty(gt.shape[0])
     for c in range(gt.shape[0]):  # one class at a time: memory stays at one full-size plane
         up = F.interpolate(logits[c][None, None].float(), size=gt.shape[1:], mode="bilinear", align_corners=False)
-        pred = (up[0, 0] > 0).cpu().numpy()  # sigmoid > 0.5  <=>  logit > 0
+        pred = (up[0, 0] >= 0).cpu().numpy()  # sigmoid >= 0.5  <=>  logit >= 0 (prediction's rule)
         out[c] = dice_score(np.count_nonzero(pred & gt[c]), np.count_nonzero(pred), np.count_nonzero(gt[c]))
     return out
 
@@ -81,15 +81,12 @@ def plan_run(fold: int, spec: ModelSpec, yolo=None, runs=None, name: str = "trai
     args = merge_args(cfg, flags)
     run_dir = default_path("runs", runs) / name / f"fold{fold}"
     last = run_dir / "weights" / "last.pt"
-    if resume and not last.is_file():
-        raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
-    if not resume and run_dir.exists() and not force:
-        raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
+    replace = check_run_dir(run_dir, force, resume)
     lists = {s: data.parent / f"fold{fold}_{s}.txt" for s in ("train", "val")}
     for s, p in lists.items():
         if not p.is_file():
             raise YolohandError(f"{p}: the fold's {s} list is missing; re-run `yolohand convert`")
-    return {"args": args, "spec": spec, "fold": fold, "run_dir": run_dir, "last": last if resume else None,
+    return {"args": args, "spec": spec, "fold": fold, "run_dir": run_dir, "last": last if resume else None, "replace": replace,
             "lists": lists, "cache": data.parent.parent / "cache" / f"samples{args['imgsz']}"}
 
 
@@ -144,8 +141,8 @@ def run_plan(plan: dict[str, Any], device: str | None = None, progress: bool = T
         torch.set_num_threads(int(args["threads"] or os.cpu_count() or 1))
     try:
         torch.manual_seed(args["seed"])
-        if plan["last"] is None and run_dir.exists():
-            shutil.rmtree(run_dir)  # --force: checked in plan_run
+        if plan["replace"]:
+            shutil.rmtree(run_dir)  # a previous run, checked in plan_run
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         module, train_dl, val_dl = build(plan, devices)
         if devices is not None and (args["channels_last"] is None or args["channels_last"]):

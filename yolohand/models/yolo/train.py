@@ -80,7 +80,7 @@ import yaml
 from yolohand.config import default_path
 from yolohand.defaults import DICE_KEY
 from yolohand.errors import YolohandError
-from yolohand.models.train import TrainResult, fold_yaml
+from yolohand.models.train import TrainResult, check_run_dir, fold_yaml
 
 __all__ = [
     "DATA_DEFAULTS", "DEFAULT_IMGSZ", "DEFAULT_MODEL", "DICE_KEY", "TrainPlan", "plan_train", "run_plan", "train_fold",
@@ -313,24 +313,12 @@ def _model_args(args: dict[str, Any], data: Path) -> list[str]:
 
 def _run_layout(args: dict[str, Any], run_dir: Path, force: bool, resume: bool) -> bool:
     """Check the run folder against --force/--resume (YolohandError); set ``resume``; True if it is to be replaced."""
-    last = run_dir / "weights" / "last.pt"
+    replace = check_run_dir(run_dir, force, resume)
     if resume:
-        if not last.is_file():
-            raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
+        last = run_dir / "weights" / "last.pt"
         _check_resumable(last)
         args["resume"] = args["model"] = str(last)
-        return False
-    if not run_dir.exists():
-        return False
-    from yolohand.core.paths import RUN, is_previous_output
-
-    if not is_previous_output(run_dir, RUN):
-        raise YolohandError(f"{run_dir}: exists and is not a training run; not replaced, even with --force")
-    if not last.is_file():
-        return True  # interrupted before its first epoch ended: nothing to resume, so a rerun replaces it
-    if not force:
-        raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
-    return True
+    return replace
 
 
 def plan_train(
