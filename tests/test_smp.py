@@ -191,7 +191,7 @@ def test_run_folder_rules_are_the_yolo_ones(tmp_path):
     """A folder that is not a run is never replaced; a run without last.pt is; a full run needs --force."""
     from yolohand.models.smp.train import plan_run
 
-    root = _write_square_dataset(tmp_path / "ds", n=2, size=32)
+    root = _write_square_dataset(tmp_path / "ds", n=2, size=64)
     spec, run = parse_model("smp:Unet:resnet18"), tmp_path / "runs" / "x" / "fold0"
     run.mkdir(parents=True)
     (run / "notes.txt").write_text("my own notes")
