@@ -103,7 +103,7 @@ def _detector_priors(images: list[Path], detector: str, device) -> list[cr.Class
 
 
 def _val_priors(val_imgs: list[Path], args: dict[str, Any], devices) -> list[cr.ClassCrops]:
-    from yolohand.data.layout import read_image
+    from yolohand.data.layout import image_size
     from yolohand.data.samples import label_masks
 
     if args["detector"]:
@@ -114,7 +114,7 @@ def _val_priors(val_imgs: list[Path], args: dict[str, Any], devices) -> list[cr.
     else:
         priors = _degraded_priors(val_imgs, args)
         source = "degraded ground truth (no detector in the run config)"
-    dice = np.mean([crops_dice(p, label_masks(v, read_image(v).shape[:2])) for v, p in zip(val_imgs, priors)], axis=0)
+    dice = np.mean([crops_dice(p, label_masks(v, image_size(v))) for v, p in zip(val_imgs, priors)], axis=0)
     print(f"yolohand: refiner validation priors from {source}: first-stage mDice {dice.mean():.4f} "
           f"on {len(val_imgs)} images", file=sys.stderr)
     return priors
