@@ -18,12 +18,19 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
     workers: int = typer.Option(None, "--workers", min=0, help="Worker processes (default: CPU count)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is a previous synthetic dataset."),
+    style: str = typer.Option("xray", "--style", help="xray: simulated radiographs, annotator polygons (default); flat: the earlier look, byte for byte."),
+    stats: bool = typer.Option(False, "--stats", help="Afterwards, print how the images compare with the real data's published statistics."),
 ) -> None:
     """Write synthetic hand X-rays with 29 annotated bones in the competition layout."""
     from yolohand.data.synth import generate_dataset
 
     summary = generate_dataset(
-        out, train_ids=train_ids, test_ids=test_ids, size=size, seed=seed, workers=workers, force=force
+        out, train_ids=train_ids, test_ids=test_ids, size=size, seed=seed, workers=workers, force=force, style=style
     )
     for line in summary.lines():
         typer.echo(line)
+    if stats:
+        from yolohand.data.phantom_stats import compare_table, dataset_stats
+
+        for line in compare_table(dataset_stats(out)):
+            typer.echo(line)

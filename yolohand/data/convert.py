@@ -105,6 +105,7 @@ KNOWN_BAD: dict[tuple[str, str], str] = {
     ("ID089", "image1661821711879"): "Trapezium and Trapezoid swapped",
 }
 REPORT_NAME = "convert_report.json"
+KNOWN_BAD_FILE = "known_bad.json"  # a dataset's own list of mislabelled images (yolohand synth writes one)
 _SCALE = 10**LABEL_DECIMALS
 
 
@@ -337,14 +338,33 @@ def _matches(entry: str, rec) -> bool:
     return e in (rec.patient_id, rec.rel_path, stem_rel, rec.name, rec.stem)
 
 
-def select_records(records: Sequence, exclude: Iterable[str], drop_known_bad: bool) -> tuple[list, list[dict]]:
+def read_known_bad(root: str | os.PathLike | None, split: str = "train") -> dict[str, str]:
+    """The dataset's own list of mislabelled images, ``<root>/known_bad.json`` (written by
+    ``yolohand synth``): rel_path "IDxxx/name.png" -> why, for ``split``; {} when absent.
+    """
+    path = Path(root) / KNOWN_BAD_FILE if root is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        images = json.loads(path.read_text(encoding="utf-8"))["images"]
+        return {k.split("/", 1)[1]: str(v) for k, v in images.items() if k.startswith(split + "/")}
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise YolohandError(f"{path}: not a known-bad list ({{\"images\": {{\"train/IDxxx/name.png\": why}}}}): {exc}") from None
+
+
+def select_records(
+    records: Sequence, exclude: Iterable[str], drop_known_bad: bool, listed_bad: dict[str, str] | None = None
+) -> tuple[list, list[dict]]:
     """Apply --exclude (IDs, names, stems or ID/name paths; comma-separated allowed) and the
-    known-bad list. Returns (kept records, excluded entries ``{"file", "reason"}``).
+    known-bad lists: :data:`KNOWN_BAD` (the real data's) and ``listed_bad`` (the dataset's own
+    ``known_bad.json``, see :func:`read_known_bad`). Returns (kept records, excluded entries
+    ``{"file", "reason"}``).
 
     An --exclude entry that matches nothing is fatal (most likely a typo); a known-bad image
     that is not in the dataset is simply not there.
     """
     entries = _split_entries(exclude)
+    listed_bad = listed_bad or {}
     excluded: dict[str, str] = {}
     for entry in entries:
         hits = [r for r in records if _matches(entry, r)]
@@ -357,6 +377,9 @@ def select_records(records: Sequence, exclude: Iterable[str], drop_known_bad: bo
             for (pid, stem), why in KNOWN_BAD.items():
                 if r.patient_id == pid and (r.stem == stem or r.stem.startswith(stem + "_")):
                     excluded.setdefault(r.rel_path, f"known bad: {why}")
+            why = listed_bad.get(r.rel_path)
+            if why:
+                excluded.setdefault(r.rel_path, f"known bad ({KNOWN_BAD_FILE}): {why}")
     kept = [r for r in records if r.rel_path not in excluded]
     return kept, [{"file": k, "reason": v} for k, v in sorted(excluded.items())]
 
@@ -601,7 +624,8 @@ def plan_conversion(
         report.warnings.append(f"{p}: annotation JSON without image (ignored)")
     if not index.records:
         raise YolohandError(f"{root / 'train' / 'outputs_json'}: no annotation JSON matches an image in {dcm}")
-    records, report.excluded = select_records(index.records, exclude, drop_known_bad)
+    listed = read_known_bad(root) if drop_known_bad else {}
+    records, report.excluded = select_records(index.records, exclude, drop_known_bad, listed)
     if not records:
         raise YolohandError(f"{root}: every annotated image is excluded")
     make_folds([r.patient_id for r in records], folds, seed)  # fewer IDs than folds: fail before the long part

@@ -30,6 +30,7 @@ output is byte-identical for a seed whatever the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -53,6 +54,11 @@ FIRST_TIMESTAMP = 1661130828152  # ms; the real file names are image<13-digit ti
 FINGER_NAMES = ("thumb", "index", "middle", "ring", "little")
 # Bent wrists are rarer in train than in test, as in the real data (11 % vs 58 %): a shift.
 BENT_WRIST = {"train": 0.15, "test": 0.4}
+#: The xray style follows the real shares (DESIGN.md): ~11 % of train, ~58 % of test.
+XRAY_BENT_WRIST = {"train": 0.11, "test": 0.58}
+STYLES = ("xray", "flat")
+EXACT_DIR = "exact_json"  # <split>/exact_json/IDnnn/<stem>.json: the renderer's exact contours
+KNOWN_BAD_NAME = "known_bad.json"  # the images the xray style mislabelled on purpose
 
 # ----------------------------------------------------------------------------- bone shapes
 
@@ -224,9 +230,20 @@ def sample_pose(rng: np.random.Generator, bent_wrist_p: float = 0.2) -> Pose:
     )
 
 
-def hand_outlines(patient: Patient, pose: Pose) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def hand_outlines(
+    patient: Patient,
+    pose: Pose,
+    carpals: dict | None = None,
+    scaphoid: tuple[tuple[float, float], tuple[float, float]] = ((-60.0, 146.0), (-120.0, 62.0)),
+    flexion: np.ndarray | None = None,
+    gap_scale: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """All 29 bone outlines of a right hand (thumb at -x) in the canonical frame.
 
+    ``carpals``: centre, half-axes and angle per carpal (default: the flat style's loose carpus);
+    ``scaphoid``: its proximal and distal end. ``flexion``: float (5, 3) radians per finger and
+    joint (MCP, PIP, DIP; the thumb uses two): a flexed finger's phalanges are foreshortened
+    and its joints project onto each other. ``gap_scale``: float (5, 3) joint-space factors.
     Returns (outlines: class name -> float64 (N, 2), landmarks: name -> float64 (K, 2) points
     used to draw the soft tissue: each finger's joint chain, carpometacarpal joint first).
     """
@@ -251,6 +268,11 @@ def hand_outlines(patient: Patient, pose: Pose) -> tuple[dict[str, np.ndarray], 
                     angle -= pose.thumb_abduction * 0.4
             d = _direction(angle)
             gap = 0.04 * length + 5 if bi > 0 else 0.0  # joint space
+            if bi > 0 and flexion is not None:  # foreshortened in projection; the heads overlap
+                theta = float(flexion[fi, bi - 1])
+                scale_gap = 1.0 if gap_scale is None else float(gap_scale[fi, bi - 1])
+                gap = gap * scale_gap * np.cos(theta) - np.sin(theta) * ray["widths"][bi - 1][2] * w * 0.9
+                length = length * np.cos(theta)
             p0 = p + d * gap
             p1 = p0 + d * length
             is_tip = bi == len(lengths) - 1
@@ -264,12 +286,12 @@ def hand_outlines(patient: Patient, pose: Pose) -> tuple[dict[str, np.ndarray], 
             p = p1
         marks[finger] = np.array(chain)
 
-    for name, (centre, a, b, ang) in _CARPALS.items():
+    for name, (centre, a, b, ang) in (carpals or _CARPALS).items():
         out[name] = round_bone(centre, a * w * 1.06, b * w * 1.06, ang, patient.carpal_harmonics[name])
     # Scaphoid: an elongated, waisted bone lying obliquely under the trapezium.
     h = patient.carpal_harmonics["Scaphoid"][:, 0]
-    s0 = np.array([-60.0, 146.0])
-    s1 = np.array([-120.0, 62.0])
+    s0 = np.array(scaphoid[0], float)
+    s1 = np.array(scaphoid[1], float)
     out["Scaphoid"] = long_bone(s0, s1, 34 * w * (1 + h[0]), 26 * w, 31 * w * (1 + h[1]), cap0=1.0, cap1=1.0, n=40)
 
     if pose.wrist_bend:
@@ -307,20 +329,26 @@ class Placement:
 
 
 def place_hand(
-    rng: np.random.Generator, outlines: dict[str, np.ndarray], size: int, mirror: bool, scale: float
+    rng: np.random.Generator,
+    outlines: dict[str, np.ndarray],
+    size: int,
+    mirror: bool,
+    scale: float,
+    zoom: tuple[float, float] = (1.15, 1.45),
+    reach_px: tuple[float, float] = (250, 450),
 ) -> Placement:
-    """Rotate, mirror, scale and translate the hand into the image.
+    """Rotate, mirror, scale (by ``zoom``, at most what fits) and translate the hand into the image.
 
-    Every bone but the forearm, plus the distal 250..450 reference px of radius and ulna, must
-    fit inside the margins; the forearm then runs off the bottom edge as in real radiographs.
+    Every bone but the forearm, plus the distal ``reach_px`` reference px of radius and ulna,
+    must fit inside the margins; the forearm then runs off the bottom edge as in real radiographs.
     """
     ang = np.deg2rad(rng.normal(0, 7))
     c, s = np.cos(ang), np.sin(ang)
     lin = np.array([[c, -s], [s, c]]) @ np.diag([-1.0 if mirror else 1.0, 1.0])
-    k = size / REF_SIZE * scale * rng.uniform(1.15, 1.45)
+    k = size / REF_SIZE * scale * rng.uniform(*zoom)
     # The distal part of each forearm bone must fit (cut per bone: the ulna's head can sit
     # lower than the radius', and a shared cut once left the whole ulna off the image).
-    reach = rng.uniform(250, 450)
+    reach = rng.uniform(*reach_px)
     parts = [v for n, v in outlines.items() if n not in ("Radius", "Ulna")]
     for name in ("Radius", "Ulna"):
         bone = outlines[name]
@@ -438,6 +466,27 @@ class Tissue:
     forearm: np.ndarray  # float (M, 2) polygon (wrist and forearm)
 
 
+def tissue_canvas(tissue: Tissue, size: int) -> tuple[np.ndarray, int]:
+    """The soft-tissue silhouette at low resolution: (float32 (ceil(size/f),) * 2 in [0, 1], f).
+
+    Drawn anti-aliased at 1/f of the image side (f = 4 from 512 px up): soft tissue is smooth,
+    so full resolution would only cost time.
+    """
+    f = 4 if size >= 512 else 2 if size >= 256 else 1
+    lh = lw = -(-size // f)
+    hard8 = np.zeros((lh, lw), np.uint8)  # cv2 anti-aliases on 8-bit images only
+
+    def low(p: np.ndarray) -> np.ndarray:  # image px -> low-res fixed point (shift=4)
+        return np.round(p * (16 / f)).astype(np.int32).reshape(-1, 1, 2)
+
+    cv2.fillPoly(hard8, [low(tissue.forearm)], 255, cv2.LINE_AA, shift=4)
+    cv2.fillPoly(hard8, [low(tissue.palm)], 255, cv2.LINE_AA, shift=4)
+    for chain, half_width in tissue.fingers:
+        thick = max(int(round(2 * half_width / f)), 1)
+        cv2.polylines(hard8, [low(chain)], False, 255, thick, cv2.LINE_AA, shift=4)
+    return hard8.astype(np.float32) * np.float32(1 / 255), f
+
+
 def render_image(
     rng: np.random.Generator,
     size: int,
@@ -456,19 +505,8 @@ def render_image(
     """
     h = w = size
     # --- soft tissue at low resolution: sharp-ish skin line, thicker in the middle.
-    f = 4 if size >= 512 else 2 if size >= 256 else 1
-    lh, lw = -(-h // f), -(-w // f)
-    hard8 = np.zeros((lh, lw), np.uint8)  # cv2 anti-aliases on 8-bit images only
-
-    def low(p: np.ndarray) -> np.ndarray:  # image px -> low-res fixed point (shift=4)
-        return np.round(p * (16 / f)).astype(np.int32).reshape(-1, 1, 2)
-
-    cv2.fillPoly(hard8, [low(tissue.forearm)], 255, cv2.LINE_AA, shift=4)
-    cv2.fillPoly(hard8, [low(tissue.palm)], 255, cv2.LINE_AA, shift=4)
-    for chain, half_width in tissue.fingers:
-        thick = max(int(round(2 * half_width / f)), 1)
-        cv2.polylines(hard8, [low(chain)], False, 255, thick, cv2.LINE_AA, shift=4)
-    hard = hard8.astype(np.float32) * np.float32(1 / 255)
+    hard, f = tissue_canvas(tissue, size)
+    lh, lw = hard.shape
     profile = cv2.GaussianBlur(hard, (0, 0), max(16 * k / f, 0.5))
     thickness = hard * (0.45 + 0.8 * profile)
     thickness = cv2.GaussianBlur(thickness, (0, 0), max(1.5 * k / f, 0.5))
@@ -533,6 +571,8 @@ class ImageJob:
     mirror: bool  # True: left hand (thumb at +x)
     color: bool  # write a 3-channel PNG
     bent_wrist_p: float = 0.15  # probability of a bent wrist
+    style: str = "xray"  # "xray": simulated radiograph + annotator polygons; "flat": painted masks
+    exact_path: str = ""  # xray style: where the renderer's exact contours go (for the label ceiling)
 
 
 def tissue_shapes(
@@ -634,9 +674,24 @@ if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.10
     _PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
 
 
-def write_image(job: ImageJob) -> int:
-    """Render and write one PNG + JSON; returns the number of polygon points written."""
-    img, polygons = synth_hand(job)
+def write_image(job: ImageJob) -> tuple[int, str | None]:
+    """Render and write one PNG + JSON (+ the exact contours in the xray style).
+
+    Returns (polygon points written, "a<->b" when the xray style swapped two labels, else None).
+    """
+    swapped = None
+    if job.style == "xray":
+        from yolohand.data.phantom import xray_hand
+
+        made = xray_hand(job)
+        img, polygons = made.image, made.polygons
+        swapped = "<->".join(made.swapped) if made.swapped else None
+        exact_doc = {"bent_wrist": made.bent, "swapped": swapped,
+                     "exact": {name: c.tolist() for name, c in made.exact.items()}}
+        Path(job.exact_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(job.exact_path).write_text(json.dumps(exact_doc, separators=(",", ":")), encoding="utf-8")
+    else:
+        img, polygons = synth_hand(job)
     if job.color:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     ok, buf = cv2.imencode(".png", img, _PNG_PARAMS)
@@ -648,7 +703,7 @@ def write_image(job: ImageJob) -> int:
     doc = annotation_json(job, polygons, np.random.default_rng(np.random.SeedSequence(job.seed + (7,))))
     # json.dumps uses the C encoder (json.dump to a file does not): ~10x faster.
     Path(job.json_path).write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
-    return sum(len(p) for p in polygons.values())
+    return sum(len(p) for p in polygons.values()), swapped
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -668,6 +723,8 @@ class SynthSummary:
     points: int = 0
     workers: int = 1
     seconds: float = 0.0
+    style: str = "xray"
+    mislabelled: int = 0  # xray style: images with two labels swapped on purpose (known_bad.json)
 
     @property
     def images(self) -> int:
@@ -680,11 +737,15 @@ class SynthSummary:
             f"at {self.size}x{self.size} to {self.out}",
             f"IDs: {len(self.train_ids)} train, {len(self.test_ids)} test; seed {self.seed}; "
             f"{self.points / max(self.images * NUM_CLASSES, 1):.0f} points per polygon on average",
+            f"style {self.style}" + (f"; {self.mislabelled} image(s) mislabelled on purpose (known_bad.json)"
+                                     if self.style == "xray" else ""),
             f"{self.seconds:.1f} s with {self.workers} worker(s)",
         ]
 
 
-def plan_jobs(out: Path, train_ids: int, test_ids: int, size: int, seed: int) -> tuple[list[ImageJob], list[str], list[str]]:
+def plan_jobs(
+    out: Path, train_ids: int, test_ids: int, size: int, seed: int, style: str = "xray"
+) -> tuple[list[ImageJob], list[str], list[str]]:
     """Decide IDs, file names and per-image seeds. Returns (jobs, train IDs, test IDs).
 
     IDs are ID001..IDnnn with the test IDs drawn among them (as in the real data); two images
@@ -718,13 +779,15 @@ def plan_jobs(out: Path, train_ids: int, test_ids: int, size: int, seed: int) ->
                     patient_seed=(seed, number),
                     mirror=mirror,
                     color=bool(rng.random() < 0.3),
-                    bent_wrist_p=BENT_WRIST[split],
+                    bent_wrist_p=(XRAY_BENT_WRIST if style == "xray" else BENT_WRIST)[split],
+                    style=style,
+                    exact_path=str(out / split / EXACT_DIR / pid / f"{stem}.json") if style == "xray" else "",
                 )
             )
     return jobs, train, test
 
 
-def check_synth_args(train_ids: int, test_ids: int, size: int, workers: int | None = None) -> None:
+def check_synth_args(train_ids: int, test_ids: int, size: int, workers: int | None = None, style: str = "xray") -> None:
     """YolohandError naming the option when an argument of :func:`generate_dataset` is out of range."""
     if train_ids < 0 or test_ids < 0 or train_ids + test_ids == 0:
         raise YolohandError(f"--train-ids {train_ids} --test-ids {test_ids}: need at least one ID, none negative")
@@ -732,6 +795,8 @@ def check_synth_args(train_ids: int, test_ids: int, size: int, workers: int | No
         raise YolohandError(f"--size {size}: must be between {MIN_SIZE} (29 bones must fit) and {MAX_SIZE}")
     if workers is not None and workers < 0:
         raise YolohandError(f"--workers {workers}: must be 0 or more")
+    if style not in STYLES:
+        raise YolohandError(f"--style {style}: must be one of {', '.join(STYLES)}")
 
 
 def generate_dataset(
@@ -743,8 +808,14 @@ def generate_dataset(
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
+    style: str = "xray",
 ) -> SynthSummary:
     """Write a synthetic dataset in the competition layout to ``out`` (atomically).
+
+    ``style``: ``"xray"`` (default) simulates radiographs and annotator polygons
+    (:mod:`yolohand.data.phantom`), also writing ``<split>/exact_json/`` (exact contours) and
+    ``known_bad.json`` (the images mislabelled on purpose); ``"flat"`` is the earlier generator,
+    byte for byte, whose labels are the rendered masks.
 
     ``workers``: processes (default: CPU count; 0 or 1 renders in this process). The output is
     identical for a seed whatever ``workers`` is. Raises YolohandError on bad arguments (see
@@ -753,22 +824,27 @@ def generate_dataset(
     """
     from tqdm.auto import tqdm
 
-    check_synth_args(train_ids, test_ids, size, workers)
+    check_synth_args(train_ids, test_ids, size, workers, style)
     start = time.perf_counter()
     with atomic_dir(out, force, kind=DATASET) as tmp:
-        jobs, train, test = plan_jobs(tmp, train_ids, test_ids, size, seed)
+        jobs, train, test = plan_jobs(tmp, train_ids, test_ids, size, seed, style)
         n_workers = min(os.cpu_count() or 1, len(jobs)) if workers is None else max(1, min(workers, len(jobs)))
         points = 0
+        bad: dict[str, str] = {}
         with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress) as bar:
-            if n_workers <= 1:
-                for job in jobs:
-                    points += write_image(job)
+            with contextlib.ExitStack() as stack:
+                done = map(write_image, jobs)
+                if n_workers > 1:  # a Pool (not an Executor): leaving on Ctrl-C terminates the workers at once
+                    stack.enter_context(cv2_single_threaded())
+                    done = stack.enter_context(start_pool(n_workers)).imap(write_image, jobs, chunksize=1)
+                for job, (n, swapped) in zip(jobs, done):
+                    points += n
+                    if swapped:
+                        bad[f"{Path(job.image_path).parent.parent.parent.name}/{job.rel_dir}/{job.name}"] = swapped
                     bar.update()
-            else:  # a Pool (not an Executor): leaving the block on Ctrl-C terminates the workers at once
-                with cv2_single_threaded(), start_pool(n_workers) as pool:
-                    for n in pool.imap(write_image, jobs, chunksize=1):
-                        points += n
-                        bar.update()
+        if style == "xray":
+            (tmp / KNOWN_BAD_NAME).write_text(json.dumps(
+                {"why": "labels swapped on purpose, like the real ID058/ID089", "images": bad}, indent=1))
     summary = SynthSummary(
         out=Path(out),
         size=size,
@@ -780,6 +856,8 @@ def generate_dataset(
         points=points,
         workers=n_workers,
         seconds=time.perf_counter() - start,
+        style=style,
+        mislabelled=len(bad),
     )
     return summary
 
