@@ -382,7 +382,7 @@ FINE_TUNE_DICE_BAR = 0.30
 
 
 @pytest.fixture(scope="module")
-def trained(synth_root, tmp_path_factory):
+def trained(synth_root_flat, tmp_path_factory):
     """One epoch fine-tuning the demo checkpoint at imgsz 256 on fold 0, in a subprocess whose sockets all fail.
 
     The subprocess starts with no YOLO_* variables and an empty cache folder, so yolohand's
@@ -395,7 +395,7 @@ def trained(synth_root, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("train")
     yolo, runs = tmp / "yolo", tmp / "runs"
-    convert_dataset(synth_root, yolo, folds=2, seed=0, imgsz=256, workers=1)
+    convert_dataset(synth_root_flat, yolo, folds=2, seed=0, imgsz=256, workers=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
     env["XDG_CACHE_HOME"] = str(tmp / "cache")  # fresh ultralytics config dir: no font there yet
     env["PYTHONPATH"] = str(ROOT)

@@ -142,8 +142,12 @@ def run_demo(
     smp: str | None = SMP_SPEC,
     smp_imgsz: int = 128,
     smp_epochs: int = 3,
+    style: str = "xray",
 ) -> list[dict]:
     """Run every step into ``out`` (replaced if present) and return the summary rows.
+
+    ``style``: the synthetic data's style (``yolohand synth --style``); the shipped checkpoints
+    were trained on ``flat`` images, so on the default ``xray`` phantom the fine-tuning matters.
 
     ``smp`` None leaves the smp family out (its rows and fusions); the yolo+smp hard vote needs 2 folds.
     """
@@ -155,7 +159,7 @@ def run_demo(
          "yolo_weights": [], "prob_dirs": [], "size": f"{size},{size}", "source": str(out / "handbone" / "test" / "DCM")}
     log: list[str] = []
     _run(["synth", str(d["data"]), "--train-ids", str(train_ids), "--test-ids", str(test_ids),
-          "--size", str(size), "--seed", str(seed), "--force"], log)
+          "--size", str(size), "--seed", str(seed), "--style", style, "--force"], log)
     _run(["convert", "--root", str(d["data"]), "--out", str(d["yolo"]), "--folds", str(folds), "--imgsz", str(imgsz),
           "--force"], log)
     csvs = _yolo_steps(d, folds, imgsz, epochs, log)
@@ -185,11 +189,12 @@ def main() -> None:
     parser.add_argument("--smp", default=SMP_SPEC, help="smp model fine-tuned on fold 0 ('none' to skip the smp rows)")
     parser.add_argument("--smp-imgsz", type=int, default=128, help="smp training size (the shipped model's)")
     parser.add_argument("--smp-epochs", type=int, default=3, help="smp fine-tuning epochs")
+    parser.add_argument("--style", default="xray", help="synthetic data style: xray (the phantom) or flat (the earlier look)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     smp = None if args.smp.lower() == "none" else args.smp
     rows = run_demo(args.out, args.train_ids, args.test_ids, args.size, args.imgsz, args.epochs, args.folds,
-                    smp=smp, smp_imgsz=args.smp_imgsz, smp_epochs=args.smp_epochs)
+                    smp=smp, smp_imgsz=args.smp_imgsz, smp_epochs=args.smp_epochs, style=args.style)
     print_table(rows)
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; outputs in {args.out.resolve()}")
 

@@ -81,7 +81,7 @@ PACKED_CARPALS: dict[str, tuple[tuple[float, float], float, float, float]] = {
     "Pisiform": ((67, 100), 20, 18, 0),
 }
 #: Bones ~20 % wider than the flat style's and the hand larger in the image (bone share ~12 %).
-WIDTH_FACTOR = 1.2
+WIDTH_FACTOR = 1.25
 ZOOM, REACH_PX = (1.3, 1.6), (130.0, 260.0)
 PACKED_SCAPHOID = ((-56.0, 140.0), (-112.0, 62.0))
 
