@@ -492,3 +492,30 @@ def test_vote_image_equals_per_class_vote(masks, weights, min_votes):
     want = [rle.runs_to_string(rle.vote([p[c] for p in per_input], weights, min_votes))
             for c in range(NUM_CLASSES)]
     assert got == want
+
+
+def test_soft_vote_reads_each_image_size_from_its_maps(tmp_path, cli):
+    """Issue 21: two map folders of non-2048 images fuse without --size or --images."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (3, NUM_CLASSES, *SHAPE), dtype=np.uint8)
+    b = rng.integers(0, 256, (3, NUM_CLASSES, *SHAPE), dtype=np.uint8)
+    dirs = [write_probs(tmp_path / "a", a), write_probs(tmp_path / "b", b)]
+    out = tmp_path / "o.csv"
+    res = CliRunner().invoke(cli, ["--probs", str(dirs[0]), "--probs", str(dirs[1]), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(read_csv(out)[1], dense_soft([a / 255, b / 255], [1, 1], 0.5))
+    # maps of one image that disagree in size are refused, naming the file
+    small = write_probs(tmp_path / "c", rng.integers(0, 256, (3, NUM_CLASSES, 6, 5), dtype=np.uint8))
+    with pytest.raises(YolohandError, match=r"c/image0.npz: maps are 6x5 but the image is 12x10"):
+        soft_vote([], [dirs[0], small], tmp_path / "x.csv", progress=False)
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_probmap_shape_reads_the_header_only(tmp_path):
+    from yolohand.core.probmaps import probmap_shape
+
+    path = write_probs(tmp_path / "p", np.zeros((1, NUM_CLASSES, 7, 9), np.uint8)) / "image0.npz"
+    assert probmap_shape(path) == (7, 9)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(YolohandError, match="bad.npz: not a readable .npz probability map"):
+        probmap_shape(tmp_path / "bad.npz")

@@ -31,7 +31,8 @@ def ensemble(
     strict: bool = typer.Option(
         False, "--strict", help="Soft vote: keep only mean > threshold (ties dropped), as the public soft_voting.py does.",
     ),
-    size: tuple = size_option("2048,2048", "Image size H,W (every image)."),
+    size: tuple = size_option(None, "Image size H,W (every image). Default: a soft vote reads each image's size "
+                              "from its maps; a hard vote of CSVs assumes 2048,2048."),
     images: Path = typer.Option(
         None, "--images", help="Folder of the images: read each image's size from it (overrides --size).", show_default=False,
     ),

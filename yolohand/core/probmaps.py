@@ -172,6 +172,26 @@ def load_probmap(
     return probs
 
 
+def probmap_shape(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of a probability-map file, read from the .npy header inside the .npz (the maps
+    themselves are not decompressed). YolohandError when it is not a readable map file."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("probs.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(fh)[0]
+    except KeyError:
+        raise YolohandError(f"{path}: no 'probs' array") from None
+    except FileNotFoundError:
+        raise YolohandError(f"{path}: probability map not found") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise YolohandError(f"{path}: not a readable .npz probability map ({exc})") from None
+    if len(shape) != 3:
+        raise YolohandError(f"{path}: 'probs' must have shape (29, H, W), got {shape}")
+    return int(shape[1]), int(shape[2])
+
+
 def iter_probmap_folder(folder: str | os.PathLike, suffix: str = ".png") -> list[tuple[str, Path]]:
     """``[(image_name, path), ...]`` for every ``*.npz`` directly in ``folder``, sorted by name.
 
@@ -188,5 +208,5 @@ def iter_probmap_folder(folder: str | os.PathLike, suffix: str = ".png") -> list
 
 __all__ = [
     "SUFFIX", "THRESHOLD_U8", "probmap_path", "to_uint8", "save_probmap", "load_probmap",
-    "iter_probmap_folder",
+    "iter_probmap_folder", "probmap_shape",
 ]

@@ -44,7 +44,7 @@ from yolohand.core import rle
 from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.core.paths import PROBMAPS, check_submission_outputs
-from yolohand.core.probmaps import iter_probmap_folder, load_probmap, probmap_path, save_probmap
+from yolohand.core.probmaps import iter_probmap_folder, load_probmap, probmap_path, probmap_shape, save_probmap
 from yolohand.core.submission import iter_submission, read_image_names, write_submission
 from yolohand.errors import YolohandError
 
@@ -373,8 +373,14 @@ def check_soft_inputs(
         extra = sorted(set(folder) - set(stems))
         if extra:
             raise YolohandError(f"{folder[extra[0]]}: image not listed by {source} ({len(extra)} such maps)")
-    sizes = image_sizes(images, names) if images is not None else None
-    return SoftPlan(names, stems, folders, sizes, tuple(shape), _stream_shape(sizes, shape), out_path, probs_out)
+    if images is not None:
+        sizes = image_sizes(images, names)
+    elif shape is None:  # the maps know their own size; load_probmap checks the other folders agree
+        sizes = {nm: probmap_shape(folders[0][st]) for nm, st in zip(names, stems)}
+    else:
+        sizes = None
+    shape = DEFAULT_SHAPE if shape is None else tuple(shape)
+    return SoftPlan(names, stems, folders, sizes, shape, _stream_shape(sizes, shape), out_path, probs_out)
 
 
 def soft_stream(
@@ -410,7 +416,7 @@ def soft_vote(
     out: str | os.PathLike,
     weights: Sequence[float] | None = None,
     threshold: float = 0.5,
-    shape: Shape = DEFAULT_SHAPE,
+    shape: Shape | None = None,
     force: bool = False,
     images: str | os.PathLike | None = None,
     save_probs: str | os.PathLike | None = None,
@@ -421,9 +427,9 @@ def soft_vote(
 
     ``weights`` are for the CSVs first, then the folders, in the order given. Image order: the
     CSVs' order when any CSV is given, else the images folder's (``images``), else sorted by
-    name. Each image is ``shape`` (H, W) unless ``images`` gives its own size; every map must
-    match it. A pixel is kept when the weighted mean is ``>= threshold`` (``> threshold`` with
-    ``strict``; see the module docstring). ``save_probs``: also write the averaged maps (uint8,
+    name. Each image's size is read from its maps (the first folder's; every other map and CSV
+    must agree) unless ``images`` gives it or ``shape`` (H, W) is given for all. A pixel is
+    kept when the weighted mean is ``>= threshold`` (``> threshold`` with ``strict``; see the module docstring). ``save_probs``: also write the averaged maps (uint8,
     :mod:`yolohand.core.probmaps`) to this folder. Nothing is written when inputs disagree.
     """
     t0 = time.perf_counter()
@@ -453,14 +459,15 @@ def ensemble(
     min_votes: float | None = None,
     threshold: float | None = None,
     strict: bool = False,
-    shape: Shape = DEFAULT_SHAPE,
+    shape: Shape | None = None,
     images: str | os.PathLike | None = None,
     save_probs: str | os.PathLike | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> EnsembleSummary:
     """One entry for both votes (what ``yolohand ensemble`` calls): soft when any probability-map
-    folder is given, else hard. Options of the other vote are refused, not ignored."""
+    folder is given, else hard. Options of the other vote are refused, not ignored. ``shape``
+    None: a soft vote reads each image's size from its maps, a hard vote assumes 2048x2048."""
     if prob_dirs:
         if min_votes is not None:
             raise YolohandError("--min-votes applies to hard voting (CSVs only); with --probs use --threshold")
@@ -471,5 +478,6 @@ def ensemble(
                         ("--strict", strict)):
         if given:
             raise YolohandError(f"{flag} applies to soft voting (--probs folders); for CSVs only use --min-votes")
-    return hard_vote(csvs, out, weights=weights, min_votes=min_votes, shape=shape, force=force, images=images,
+    return hard_vote(csvs, out, weights=weights, min_votes=min_votes, shape=DEFAULT_SHAPE if shape is None else shape,
+                     force=force, images=images,
                      progress=progress)
