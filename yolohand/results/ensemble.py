@@ -429,7 +429,8 @@ def soft_vote(
     CSVs' order when any CSV is given, else the images folder's (``images``), else sorted by
     name. Each image's size is read from its maps (the first folder's; every other map and CSV
     must agree) unless ``images`` gives it or ``shape`` (H, W) is given for all. A pixel is
-    kept when the weighted mean is ``>= threshold`` (``> threshold`` with ``strict``; see the module docstring). ``save_probs``: also write the averaged maps (uint8,
+    kept when the weighted mean is ``>= threshold`` (``> threshold`` with ``strict``; see the
+    module docstring). ``save_probs``: also write the averaged maps (uint8,
     :mod:`yolohand.core.probmaps`) to this folder. Nothing is written when inputs disagree.
     """
     t0 = time.perf_counter()
