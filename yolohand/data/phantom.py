@@ -82,6 +82,7 @@ PACKED_CARPALS: dict[str, tuple[tuple[float, float], float, float, float]] = {
 }
 #: Bones ~20 % wider than the flat style's and the hand larger in the image (bone share ~12 %).
 WIDTH_FACTOR = 1.25
+CARPAL_FACTOR = 0.96  # the carpals keep their size (1.25 * 0.96 = 1.2): wider ones overlap too much
 ZOOM, REACH_PX = (1.3, 1.6), (130.0, 260.0)
 PACKED_SCAPHOID = ((-56.0, 140.0), (-112.0, 62.0))
 
@@ -410,7 +411,8 @@ def xray_hand(job: ImageJob) -> XrayImage:
     patient.width *= WIDTH_FACTOR
     rng = np.random.default_rng(np.random.SeedSequence(job.seed + (11,)))
     xpose = sample_xray_pose(rng, job.bent_wrist_p)
-    outlines, marks = hand_outlines(patient, xpose.pose, PACKED_CARPALS, PACKED_SCAPHOID, xpose.flexion, xpose.gap_scale)
+    carpals = {n: (c, a * CARPAL_FACTOR, b * CARPAL_FACTOR, ang) for n, (c, a, b, ang) in PACKED_CARPALS.items()}
+    outlines, marks = hand_outlines(patient, xpose.pose, carpals, PACKED_SCAPHOID, xpose.flexion, xpose.gap_scale)
     sesamoids = sesamoid_outlines(outlines, bool(rng.random() < RATES["two_sesamoids"]), rng)
     place = place_hand(rng, outlines, job.size, job.mirror, patient.scale, ZOOM, REACH_PX)
     k, size = place.scale, job.size
