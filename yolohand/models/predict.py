@@ -29,66 +29,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from yolohand import defaults as D
 from yolohand.core import crops as cr
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.data.layout import ImageRecord, find_images, read_image
 from yolohand.defaults import DEMO_WEIGHTS
 from yolohand.errors import YolohandError
+from yolohand.models.shared.settings import Network, Refiner, Settings
 
 __all__ = [
     "Settings", "Network", "Refiner", "newest_best", "resolve_weights", "predict_crops", "Prediction",
     "predict_probs", "PredictSummary", "predict_to_submission",
 ]
-
-
-@dataclass
-class Settings:
-    """Prediction choices. The first four are YOLO's (:mod:`yolohand.models.yolo.postprocess`);
-    the rest apply to every family."""
-
-    merge: str = D.MERGE
-    conf_weight: bool = D.CONF_WEIGHT
-    mask_mode: str = D.MASK_MODE
-    mask_threshold: float = D.MASK_THRESHOLD  # YOLO: raw mask probability mapped to 0.5
-    tta: bool = False
-    threshold: float = D.THRESHOLD
-    missing: str = D.MISSING  # averaging: a run (model or flip) that missed a class is left out ("zero": counts 0)
-    agree_iou: float = D.AGREE_IOU  # averaging: a run whose box IoU with the most confident is lower is a miss
-
-    def __post_init__(self) -> None:
-        """Checked once, here, for the CLI and the library alike (messages name the CLI flags)."""
-        for flag, value, choices in (("--merge", self.merge, D.MERGES), ("--missing", self.missing, D.MISSING_RULES),
-                                     ("--mask-mode", self.mask_mode, D.MASK_MODES)):
-            if value not in choices:
-                raise YolohandError(f"{flag} {value!r}: expected one of {', '.join(choices)}")
-        for flag, value, ok, what in (("--mask-threshold", self.mask_threshold, 0 < self.mask_threshold < 1, "(0, 1)"),
-                                      ("--threshold", self.threshold, 0 < self.threshold <= 1, "(0, 1]"),
-                                      ("--agree-iou", self.agree_iou, 0 <= self.agree_iou <= 1, "[0, 1]")):
-            if not ok:
-                raise YolohandError(f"{flag} {value}: expected a value in {what}")
-
-
-class Network(Protocol):
-    """A loaded checkpoint of any family."""
-
-    path: Path
-
-    def crops(self, images: list[np.ndarray], settings: Settings) -> list[cr.ClassCrops]:
-        """29 class crops per image; images are uint8 (H, W) grayscale arrays of any size."""
-
-
-class Refiner(Protocol):
-    """A second stage that re-segments each class's crop (the ``refine`` family)."""
-
-    path: Path
-
-    def refine(self, image: np.ndarray, crops: cr.ClassCrops) -> cr.ClassCrops:
-        """Refined crops of one uint8 (H, W) image; a None class stays None."""
 
 
 # --------------------------------------------------------------------------- weights

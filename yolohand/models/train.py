@@ -5,85 +5,26 @@
 (:mod:`yolohand.models.smp.train`), ``model="refine:Unet:resnet18"`` the per-bone refiner
 (:mod:`yolohand.models.refine.train`). Every family writes ``<runs>/<name>/fold<k>/`` with
 ``weights/best.pt``, ``weights/last.pt`` and ``results.csv`` holding the validation Dice column
-(:data:`yolohand.defaults.DICE_KEY`); best.pt is the epoch with the best validation Dice.
+(:data:`yolohand.defaults.DICE_KEY`); best.pt is the epoch with the best validation Dice. The run
+layout's rules live in :mod:`yolohand.models.shared.runs` (re-exported here).
 """
 
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yolohand.config import default_path
-from yolohand.errors import YolohandError
+from yolohand.core import crops as cr
+from yolohand.models.shared.runs import TrainResult, check_run_dir, fold_yaml, list_folds
 
-__all__ = ["TrainResult", "fold_yaml", "list_folds", "check_run_dir", "train_fold", "train_folds", "format_results"]
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Outcome of one fold's training."""
-
-    best: Path  # absolute path of weights/best.pt
-    dice: float  # validation Dice of best.pt
-    run_dir: Path  # <runs>/<name>/fold<k>
-    fold: int = -1
-    best_epoch: int = -1  # 1-based epoch of best.pt (-1 when unknown)
-    epochs: int = 0  # epochs run
-
-
-def fold_yaml(yolo: str | os.PathLike | None, fold: int) -> Path:
-    """``<yolo>/folds/fold<k>.yaml``; YolohandError telling to run ``yolohand convert`` when missing."""
-    root = default_path("yolo", yolo)
-    path = root / "folds" / f"fold{fold}.yaml"
-    if not path.is_file():
-        hint = "" if (root / "folds").is_dir() else " (no folds/ folder there)"
-        raise YolohandError(
-            f"{path}: fold {fold} not found{hint}; run `yolohand convert --out {root}` first "
-            f"(or pass --yolo with the folder convert wrote)"
-        )
-    return path
-
-
-def list_folds(yolo: str | os.PathLike | None) -> list[int]:
-    """Fold indices with a ``fold<k>.yaml`` under ``<yolo>/folds``, sorted; error when there is none."""
-    root = default_path("yolo", yolo)
-    names = (re.fullmatch(r"fold(\d+)\.yaml", p.name) for p in (root / "folds").glob("fold*.yaml"))
-    folds = sorted(int(m.group(1)) for m in names if m)
-    if not folds:
-        raise YolohandError(f"{root / 'folds'}: no fold<k>.yaml found; run `yolohand convert --out {root}` first")
-    return folds
-
-
-def check_run_dir(run_dir: Path, force: bool, resume: bool) -> bool:
-    """Check a fold's run folder against --force/--resume, for every family (YolohandError);
-    True when an existing folder is to be replaced.
-
-    --resume needs ``weights/last.pt``. A folder that is not plainly a training run is never
-    replaced, even with --force; a run interrupted before its first checkpoint (no last.pt) holds
-    nothing to resume, so a rerun replaces it without --force.
-    """
-    last = run_dir / "weights" / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise YolohandError(f"{last}: nothing to resume (no last.pt in {run_dir})")
-        return False
-    if not run_dir.exists():
-        return False
-    from yolohand.core.paths import RUN, is_previous_output
-
-    if not is_previous_output(run_dir, RUN):
-        raise YolohandError(f"{run_dir}: exists and is not a training run; not replaced, even with --force")
-    if last.is_file() and not force:
-        raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
-    return True
+__all__ = ["TrainResult", "fold_yaml", "list_folds", "check_run_dir", "train_fold", "train_folds", "format_results",
+           "first_stage_crops"]
 
 
 def train_fold(fold: int = 0, *, model: str | os.PathLike | None = None, **kwargs: Any) -> TrainResult:
     """Train one fold with the family ``model`` names (see the module docstring); kwargs go to that family."""
-    from yolohand.models.family import parse_model
+    from yolohand.models.shared.checkpoint import parse_model
 
     spec = parse_model(model)
     if spec.family == "smp":
@@ -93,10 +34,22 @@ def train_fold(fold: int = 0, *, model: str | os.PathLike | None = None, **kwarg
     if spec.family == "refine":
         from yolohand.models.refine.train import train_fold as train_refine
 
-        return train_refine(fold, spec=spec, **kwargs)
+        return train_refine(fold, spec=spec, first_stage=first_stage_crops, **kwargs)
     from yolohand.models.yolo.train import train_fold as train_yolo
 
     return train_yolo(fold, model=model, **kwargs)
+
+
+def first_stage_crops(images: list[Path], detector: str, device: str) -> list[cr.ClassCrops]:
+    """The class crops of a first-stage checkpoint (any family) on each image, default prediction
+    settings: the refiner's validation priors."""
+    from yolohand.data.layout import read_image
+    from yolohand.models.family import load_network
+    from yolohand.models.predict import predict_crops
+    from yolohand.models.shared.settings import Settings
+
+    net = load_network(Path(detector), device=device)
+    return [predict_crops([net], [read_image(p)], Settings())[0] for p in images]
 
 
 def train_folds(folds: list[int] | None = None, **kwargs: Any) -> list[TrainResult]:

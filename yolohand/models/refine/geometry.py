@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from yolohand.models.shared.normalise import normalise_array
+
 __all__ = ["Box", "grow_box", "resize_to", "input_planes", "degrade_prior", "jitter_box"]
 
 Box = tuple[int, int, int, int]
@@ -35,9 +37,7 @@ def resize_to(plane: np.ndarray, size: int) -> np.ndarray:
 def input_planes(image: np.ndarray, prior: np.ndarray, size: int) -> np.ndarray:
     """float32 (2, size, size) network input: the window's pixels (normalised as the smp family's)
     and its prior probabilities mapped to [-1, 1]. image uint8 (h, w), prior float32 (h, w)."""
-    from yolohand.models.smp.engine import MEAN, STD  # constants only; torch is already loaded here
-
-    img = (resize_to(image, size).astype(np.float32) / 255.0 - MEAN) / STD
+    img = normalise_array(resize_to(image, size))
     pri = resize_to(prior.astype(np.float32), size) * 2.0 - 1.0
     return np.stack([img, pri])
 

@@ -78,9 +78,9 @@ class RefineStage:
 
 
 def load_refiner(path: Path, ckpt: dict[str, Any], device: str | None = None, half: bool = False) -> RefineStage:
-    """A :class:`RefineStage` from a checkpoint read by :func:`yolohand.models.family.read_checkpoint`."""
-    from yolohand.models.smp.model import model_from_checkpoint
-    from yolohand.models.smp.predict import torch_device
+    """A :class:`RefineStage` from a checkpoint read by :func:`yolohand.models.shared.checkpoint.read_checkpoint`."""
+    from yolohand.models.shared.devices import torch_device
+    from yolohand.models.shared.network import model_from_checkpoint
 
     dev = torch_device(device, half)
     model, meta = model_from_checkpoint(path, ckpt)

@@ -12,6 +12,7 @@ own Dice on the same images is printed once, so the gain is visible.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,14 @@ import torch
 
 from yolohand.core import crops as cr
 from yolohand.errors import YolohandError
-from yolohand.models.family import ModelSpec
-from yolohand.models.smp.engine import SegModule
-from yolohand.models.train import TrainResult
+from yolohand.models.shared.checkpoint import ModelSpec
+from yolohand.models.shared.engine import SegModule
+from yolohand.models.shared.runs import TrainResult
 
 __all__ = ["RefineModule", "crops_dice", "train_fold"]
+
+#: ``(validation images, detector checkpoint, device) -> class crops per image`` of a first stage.
+FirstStage = Callable[[list[Path], str, str], list[cr.ClassCrops]]
 
 
 def crops_dice(crops: cr.ClassCrops, gt: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -92,24 +96,17 @@ def _degraded_priors(images: list[Path], args: dict[str, Any]) -> list[cr.ClassC
     return out
 
 
-def _detector_priors(images: list[Path], detector: str, device) -> list[cr.ClassCrops]:
-    """The first stage's crops of every validation image (default prediction settings)."""
-    from yolohand.data.layout import read_image
-    from yolohand.models.family import load_network
-    from yolohand.models.predict import Settings, predict_crops
-
-    net = load_network(Path(detector), device="cpu" if device is None else f"{device[0]}")
-    return [predict_crops([net], [read_image(p)], Settings())[0] for p in images]
-
-
-def _val_priors(val_imgs: list[Path], args: dict[str, Any], devices) -> list[cr.ClassCrops]:
+def _val_priors(val_imgs: list[Path], args: dict[str, Any], devices, first_stage: FirstStage | None) -> list[cr.ClassCrops]:
+    """The validation priors: the run's ``detector`` through ``first_stage``, else degraded ground truth."""
     from yolohand.data.layout import image_size
     from yolohand.data.samples import label_masks
 
     if args["detector"]:
         if not Path(str(args["detector"])).is_file():
             raise YolohandError(f"detector {args['detector']}: checkpoint not found (nothing is downloaded)")
-        priors = _detector_priors(val_imgs, str(args["detector"]), devices)
+        if first_stage is None:
+            raise YolohandError(f"detector {args['detector']}: no first stage to run it (train through yolohand.models.train)")
+        priors = first_stage(val_imgs, str(args["detector"]), "cpu" if devices is None else f"{devices[0]}")
         source = f"detector {args['detector']}"
     else:
         priors = _degraded_priors(val_imgs, args)
@@ -123,8 +120,9 @@ def _val_priors(val_imgs: list[Path], args: dict[str, Any], devices) -> list[cr.
 def _build_refine(plan: dict[str, Any], devices):
     from yolohand.data.bone_crops import build_crop_cache
     from yolohand.models.refine.data import BoneSet
-    from yolohand.models.smp.data import read_list
-    from yolohand.models.smp.model import build_model, checkpoint_meta, load_pretrained
+    from yolohand.models.shared.checkpoint import checkpoint_meta
+    from yolohand.models.shared.network import build_model, load_pretrained
+    from yolohand.models.shared.runs import read_list
 
     args, spec = plan["args"], plan["spec"]
     train_imgs, val_imgs = (read_list(plan["lists"][s]) for s in ("train", "val"))
@@ -140,14 +138,17 @@ def _build_refine(plan: dict[str, Any], devices):
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], channels=2, loss=args["loss"],
                            margin=float(args["margin"]), prior_stride=float(args["prior_stride"]))
-    return RefineModule(model, args, meta, val_imgs, _val_priors(val_imgs, args, devices)), train_dl, val_dl
+    return RefineModule(model, args, meta, val_imgs, _val_priors(val_imgs, args, devices, plan.get("first_stage"))), train_dl, val_dl
 
 
 def train_fold(fold: int = 0, *, spec: ModelSpec, device: str | None = None, progress: bool = True,
-               **kwargs: Any) -> TrainResult:
-    """Train the refiner ``spec`` on fold ``fold``; kwargs as :func:`yolohand.models.smp.train.train_fold`."""
-    from yolohand.models.smp.train import plan_run, run_plan
+               first_stage: FirstStage | None = None, **kwargs: Any) -> TrainResult:
+    """Train the refiner ``spec`` on fold ``fold``; kwargs as :func:`yolohand.models.smp.train.train_fold`.
+
+    ``first_stage(images, detector, device)``: the detector's class crops of each validation image
+    (given by :func:`yolohand.models.train.train_fold`, which knows every family)."""
+    from yolohand.models.shared.plan import plan_run, run_plan
 
     kwargs.pop("time", None)
-    plan = plan_run(fold, spec, **kwargs)
-    return run_plan(plan, device=device, progress=progress, build=_build_refine)
+    plan = dict(plan_run(fold, spec, **kwargs), first_stage=first_stage)
+    return run_plan(plan, _build_refine, device=device, progress=progress)

@@ -8,21 +8,16 @@ Masks follow the geometry with nearest-neighbour interpolation.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from yolohand.data.samples import Sample, load_sample
-from yolohand.models.smp.engine import normalise
+from yolohand.models.shared.normalise import normalise
+from yolohand.models.shared.runs import read_list
 
 __all__ = ["augmentations", "TrainSet", "ValSet", "read_list", "seed_worker"]
-
-
-def read_list(path: Path) -> list[Path]:
-    """Image paths of a fold list (``folds/fold<k>_{train,val}.txt``, one absolute path a line)."""
-    return [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
 
 
 def augmentations(args: dict[str, Any], seed: int):

@@ -17,26 +17,9 @@ import numpy as np
 
 from yolohand.core import crops as cr
 from yolohand.errors import YolohandError
+from yolohand.models.shared.devices import torch_device
 
 __all__ = ["SmpNetwork", "load_network", "torch_device"]
-
-
-def torch_device(device: str | None, half: bool = False):
-    """torch.device for ``--device`` (None: CUDA 0 when available); YolohandError when absent."""
-    import torch
-
-    text = "" if device is None else str(device).strip().lower()
-    if text in ("", "auto"):
-        text = "cuda:0" if torch.cuda.is_available() else "cpu"
-    elif text.isdigit():
-        text = f"cuda:{text}"
-    if text != "cpu" and not text.startswith("cuda"):
-        raise YolohandError(f"--device {device!r}: expected cpu or a CUDA index (0)")
-    if text.startswith("cuda") and not torch.cuda.is_available():
-        raise YolohandError(f"--device {device!r}: CUDA is not available on this machine")
-    if half and not text.startswith("cuda"):
-        raise YolohandError("--half needs a CUDA device (fp16 on the CPU is slower and less exact)")
-    return torch.device(text)
 
 
 @dataclass
@@ -55,7 +38,7 @@ class SmpNetwork:
         import cv2
         import torch
 
-        from yolohand.models.smp.engine import normalise
+        from yolohand.models.shared.normalise import normalise
 
         s = self.imgsz
         small = np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in images])
@@ -82,11 +65,11 @@ class SmpNetwork:
 
 def load_network(path: Path, ckpt: dict[str, Any], imgsz: int | None = None, device: str | None = None,
                  half: bool = False, batch: int = 1) -> SmpNetwork:
-    """An :class:`SmpNetwork` from a checkpoint read by :func:`yolohand.models.family.read_checkpoint`.
+    """An :class:`SmpNetwork` from a checkpoint read by :func:`yolohand.models.shared.checkpoint.read_checkpoint`.
 
     ``imgsz`` None: the training size (another size works for fully convolutional models).
     """
-    from yolohand.models.smp.model import model_from_checkpoint
+    from yolohand.models.shared.network import model_from_checkpoint
 
     dev = torch_device(device, half)
     model, meta = model_from_checkpoint(path, ckpt)

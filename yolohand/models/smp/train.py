@@ -9,38 +9,18 @@ filled at full size, mean over images then classes; best.pt is the epoch with th
 
 from __future__ import annotations
 
-import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yolohand.config import default_path
 from yolohand.errors import YolohandError
-from yolohand.models.family import ModelSpec
-from yolohand.models.train import TrainResult, check_run_dir, fold_yaml
+from yolohand.models.shared.checkpoint import ModelSpec
+from yolohand.models.shared.devices import devices_of
+from yolohand.models.shared.plan import plan_run, run_plan
+from yolohand.models.shared.runs import TrainResult, read_rows
 
 __all__ = ["devices_of", "plan_run", "run_plan", "train_fold", "full_size_dice", "read_rows"]
-
-
-def devices_of(device: str | None) -> list[int] | None:
-    """None for the CPU, else CUDA indices; YolohandError for a device that is not there."""
-    import torch
-
-    text = "" if device is None else str(device).strip().lower().removeprefix("cuda:")
-    if text in ("", "auto"):
-        return [0] if torch.cuda.is_available() else None
-    if text == "cpu":
-        return None
-    try:
-        ids = [int(t) for t in text.split(",")]
-    except ValueError:
-        raise YolohandError(f"--device {device!r}: expected cpu, a GPU index (0) or a list (0,1)") from None
-    if not torch.cuda.is_available() or max(ids) >= torch.cuda.device_count() or min(ids) < 0:
-        raise YolohandError(f"--device {device!r}: no such CUDA device here ({torch.cuda.device_count()} visible)")
-    return ids
 
 
 def full_size_dice(logits, gt: np.ndarray) -> np.ndarray:
@@ -71,25 +51,6 @@ def _scorer(val_images: list[Path]):
     return score
 
 
-def plan_run(fold: int, spec: ModelSpec, yolo=None, runs=None, name: str = "train", config=None,
-             force: bool = False, resume: bool = False, **flags: Any) -> dict[str, Any]:
-    """Every decision of a run, before any work: arguments, paths, lists. Pure apart from reading files."""
-    from yolohand.models.smp.config import merge_args, read_config
-
-    data = fold_yaml(yolo, fold)
-    cfg = read_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
-    args = merge_args(cfg, flags)
-    run_dir = default_path("runs", runs) / name / f"fold{fold}"
-    last = run_dir / "weights" / "last.pt"
-    replace = check_run_dir(run_dir, force, resume)
-    lists = {s: data.parent / f"fold{fold}_{s}.txt" for s in ("train", "val")}
-    for s, p in lists.items():
-        if not p.is_file():
-            raise YolohandError(f"{p}: the fold's {s} list is missing; re-run `yolohand convert`")
-    return {"args": args, "spec": spec, "fold": fold, "run_dir": run_dir, "last": last if resume else None, "replace": replace,
-            "lists": lists, "cache": data.parent.parent / "cache" / f"samples{args['imgsz']}"}
-
-
 def _loaders(plan: dict[str, Any], gpu: bool):
     import torch
 
@@ -113,8 +74,9 @@ def _loaders(plan: dict[str, Any], gpu: bool):
 
 def _build_smp(plan: dict[str, Any], devices: list[int] | None):
     """(LightningModule, train loader, val loader) of an smp run."""
-    from yolohand.models.smp.engine import SegModule
-    from yolohand.models.smp.model import build_model, checkpoint_meta, load_pretrained
+    from yolohand.models.shared.checkpoint import checkpoint_meta
+    from yolohand.models.shared.engine import SegModule
+    from yolohand.models.shared.network import build_model, load_pretrained
 
     args, spec = plan["args"], plan["spec"]
     train_dl, val_dl, val_imgs = _loaders(plan, devices is not None)
@@ -125,68 +87,10 @@ def _build_smp(plan: dict[str, Any], devices: list[int] | None):
     return SegModule(model, args, meta, _scorer(val_imgs)), train_dl, val_dl
 
 
-def run_plan(plan: dict[str, Any], device: str | None = None, progress: bool = True, build=_build_smp) -> TrainResult:
-    """Build module and data for ``plan`` with ``build(plan, devices)``, train, return best.pt and its Dice.
-
-    Shared by the semantic families: CPU threads, run folder, channels-last on CUDA, Ctrl-C.
-    """
-    import torch
-
-    from yolohand.models.smp.engine import make_trainer
-
-    args, run_dir = plan["args"], plan["run_dir"]
-    devices = devices_of(device)
-    previous = torch.get_num_threads()
-    if devices is None:
-        torch.set_num_threads(int(args["threads"] or os.cpu_count() or 1))
-    try:
-        torch.manual_seed(args["seed"])
-        if plan["replace"]:
-            shutil.rmtree(run_dir)  # a previous run, checked in plan_run
-        (run_dir / "weights").mkdir(parents=True, exist_ok=True)
-        module, train_dl, val_dl = build(plan, devices)
-        if devices is not None and (args["channels_last"] is None or args["channels_last"]):
-            module.model = module.model.to(memory_format=torch.channels_last)
-        trainer, interrupted = make_trainer(args, run_dir, devices, progress)
-        try:
-            trainer.fit(module, train_dl, val_dl, ckpt_path=str(plan["last"]) if plan["last"] else None)
-        except SystemExit:
-            if interrupted.seen:  # Lightning's graceful Ctrl-C: last.pt stays for --resume
-                raise KeyboardInterrupt from None
-            raise
-    finally:
-        torch.set_num_threads(previous)
-    return _result(plan, trainer)
-
-
-def _result(plan: dict[str, Any], trainer) -> TrainResult:
-    best = plan["run_dir"] / "weights" / "best.pt"
-    if not best.is_file():
-        raise YolohandError(f"{plan['run_dir']}: training ended without weights/best.pt (see the log above)")
-    cb = trainer.checkpoint_callback
-    score = cb.best_model_score if cb is not None else None
-    dice = float(score) if score is not None else math.nan
-    from yolohand.models.family import read_checkpoint
-
-    rows = read_rows(plan["run_dir"] / "results.csv")
-    best_epoch = int((read_checkpoint(best) or {}).get("yolohand", {}).get("epoch", -1))  # saved with the weights
-    return TrainResult(best=best.resolve(), dice=dice, run_dir=plan["run_dir"].resolve(), fold=plan["fold"],
-                       best_epoch=best_epoch, epochs=len(rows))
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
 def train_fold(fold: int = 0, *, spec: ModelSpec, device: str | None = None, progress: bool = True,
                **kwargs: Any) -> TrainResult:
     """Train ``spec`` (family smp) on fold ``fold``; kwargs: yolo, runs, name, config, force, resume,
     and run arguments (``imgsz``, ``epochs``, ``batch``, ``workers``, ``threads``, ...; None = not given)."""
     kwargs.pop("time", None)  # ultralytics' hour budget: not a run argument here
     plan = plan_run(fold, spec, **kwargs)
-    return run_plan(plan, device=device, progress=progress)
+    return run_plan(plan, _build_smp, device=device, progress=progress)

@@ -36,7 +36,7 @@ from yolohand import defaults as D
 from yolohand.core import crops as cr
 from yolohand.core.classes import NUM_CLASSES
 from yolohand.errors import YolohandError
-from yolohand.models.predict import Settings
+from yolohand.models.shared.settings import Settings
 from yolohand.models.yolo import postprocess as pp
 
 DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET = D.CONF, D.IOU, D.MAX_DET

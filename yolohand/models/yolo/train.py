@@ -80,7 +80,7 @@ import yaml
 from yolohand.config import default_path
 from yolohand.defaults import DICE_KEY
 from yolohand.errors import YolohandError
-from yolohand.models.train import TrainResult, check_run_dir, fold_yaml
+from yolohand.models.shared.runs import TrainResult, check_run_dir, fold_yaml
 
 __all__ = [
     "DATA_DEFAULTS", "DEFAULT_IMGSZ", "DEFAULT_MODEL", "DICE_KEY", "TrainPlan", "plan_train", "run_plan", "train_fold",

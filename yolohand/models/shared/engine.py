@@ -1,0 +1,183 @@
+"""The training engine of the semantic families: a PyTorch Lightning module and trainer.
+
+Why Lightning and not a plain loop: AMP (``precision="16-mixed"``), DDP (``--device 0,1``),
+gradient accumulation, checkpoint/resume with optimizer and scheduler state, early stopping and
+a progress bar are each one argument of ``lightning.Trainer``; written by hand they are the
+parts most often wrong. Its cost on this CPU was measured (README, "smp family"): the same
+steps timed with Lightning and with a bare loop.
+
+:class:`SegModule` holds the model and the loss (segmentation_models_pytorch losses,
+``mode="multilabel"``: 29 independent sigmoid channels, never a softmax) and delegates the
+validation score to a family's ``score`` callable: it returns, per validation image, the 29
+competition Dice values (at the original resolution), averaged over images then classes into
+``metrics/dice(M)``; best.pt is the epoch with the highest.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolohand.defaults import DICE_KEY
+
+# Lightning's import is slow and prints tips: quieted before import.
+os.environ.setdefault("POSSIBLE_USER_WARNING", "off")
+import pytorch_lightning as pl  # noqa: E402
+
+__all__ = ["make_loss", "SegModule", "ResultsCsv", "make_trainer", "Interrupted"]
+
+def make_loss(args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss ``args["loss"]`` names, from segmentation_models_pytorch.losses (multilabel)."""
+    from yolohand.models.shared.network import import_smp
+
+    losses = import_smp().losses
+    name = args["loss"]
+    if name == "combo":
+        bce, dice = losses.SoftBCEWithLogitsLoss(), losses.DiceLoss("multilabel", from_logits=True)
+        wb, wd = float(args["bce_weight"]), float(args["dice_weight"])
+        return lambda logits, target: wb * bce(logits, target) + wd * dice(logits, target)
+    table = {
+        "bce": lambda: losses.SoftBCEWithLogitsLoss(),
+        "dice": lambda: losses.DiceLoss("multilabel", from_logits=True),
+        "focal": lambda: losses.FocalLoss("multilabel"),
+        "tversky": lambda: losses.TverskyLoss("multilabel", from_logits=True),
+        "lovasz": lambda: losses.LovaszLoss("multilabel", from_logits=True),
+        "jaccard": lambda: losses.JaccardLoss("multilabel", from_logits=True),
+    }
+    return table[name]()
+
+
+class SegModule(pl.LightningModule):
+    """Model + loss + optimizer; validation Dice from ``score(model, batch) -> float (B, 29)``."""
+
+    def __init__(self, model: torch.nn.Module, args: dict[str, Any], meta: dict[str, Any],
+                 score: Callable[[torch.nn.Module, Any], np.ndarray]) -> None:
+        super().__init__()
+        self.model, self.args, self.meta, self.score = model, args, meta, score
+        self.loss_fn = make_loss(args)
+        self._dice: list[np.ndarray] = []
+        self._val_loss: list[float] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.loss_fn(self.model(x), y)
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch["x"], batch["y"]
+        logits = self.model(x)
+        self._val_loss.append(float(self.loss_fn(logits, y)))
+        self._dice.append(self.score(logits, batch))
+
+    def on_validation_epoch_end(self) -> None:
+        per_image = np.concatenate(self._dice) if self._dice else np.full((1, 29), np.nan)
+        dice = float(np.nanmean(per_image.mean(axis=0)))  # over images, then over classes
+        dice_t = torch.tensor(dice)
+        if self.trainer.world_size > 1:  # every rank scored its shard of the validation set
+            dice_t = self.all_gather(dice_t).mean()
+        self.log(DICE_KEY, dice_t, prog_bar=True, sync_dist=False)
+        self.log("val/loss", float(np.mean(self._val_loss)) if self._val_loss else math.nan)
+        self._dice, self._val_loss = [], []
+
+    def configure_optimizers(self):
+        a = self.args
+        params = self.model.parameters()
+        if a["optimizer"] == "sgd":
+            opt = torch.optim.SGD(params, lr=a["lr0"], momentum=0.9, weight_decay=a["weight_decay"])
+        elif a["optimizer"] == "adamw":
+            opt = torch.optim.AdamW(params, lr=a["lr0"], weight_decay=a["weight_decay"])
+        else:
+            opt = torch.optim.Adam(params, lr=a["lr0"], weight_decay=a["weight_decay"])
+        if not a["cos_lr"]:
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, a["epochs"]), eta_min=a["lr0"] * a["lrf"])
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["yolohand"] = dict(self.meta, epoch=int(self.current_epoch) + 1)
+        # Keep only the network's weights under the model's own names (no loss buffers).
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
+class ResultsCsv(pl.Callback):
+    """``results.csv``: one row per epoch (epoch, train/loss, val/loss, Dice, lr, time; the last
+    validation's values on epochs without one),
+    rewritten through a temporary file so it is never half-written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.rows, self.t0 = path, [], time.perf_counter()
+        if path.is_file():  # resumed run: keep the earlier epochs
+            with open(path, newline="", encoding="utf-8") as fh:
+                self.rows = list(csv.DictReader(fh))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # Lightning validates before the train epoch ends: both losses and the Dice are known here.
+        if trainer.global_rank != 0 or DICE_KEY not in trainer.callback_metrics:
+            return
+        m = trainer.callback_metrics
+        value = lambda k: f"{float(m[k]):.6g}" if k in m else ""
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
+        epoch = trainer.current_epoch + 1
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
+        self.rows.append({"epoch": epoch, "train/loss": value("train/loss"), "val/loss": value("val/loss"),
+                          DICE_KEY: value(DICE_KEY), "lr": f"{lr:.6g}", "time": f"{time.perf_counter() - self.t0:.1f}"})
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(self.rows[-1]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+
+class Interrupted(pl.Callback):
+    """Remembers a Ctrl-C: Lightning turns it into ``sys.exit(1)``; the caller re-raises it."""
+
+    seen = False
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
+        self.seen = isinstance(exception, KeyboardInterrupt)
+
+
+def _checkpoint(weights: Path, name: str, **kw: Any) -> pl.callbacks.ModelCheckpoint:
+    cb = pl.callbacks.ModelCheckpoint(dirpath=weights, filename=name, enable_version_counter=False, **kw)
+    cb.FILE_EXTENSION = ".pt"  # the run layout every family shares: weights/{best,last}.pt
+    return cb
+
+
+def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None, progress: bool = True) -> tuple[pl.Trainer, Interrupted]:
+    """A Lightning trainer writing ``run_dir/weights/{best,last}.pt`` and ``run_dir/results.csv``.
+
+    ``devices``: None for the CPU, else CUDA indices (several: DDP).
+    """
+    gpu = devices is not None
+    amp = args["amp"] if args["amp"] is not None else gpu
+    weights = run_dir / "weights"
+    callbacks = [
+        _checkpoint(weights, "best", monitor=DICE_KEY, mode="max", save_top_k=1, save_weights_only=True),
+        _checkpoint(weights, "last", save_top_k=1, monitor=None),  # full state, for --resume
+        ResultsCsv(run_dir / "results.csv"),
+        interrupted := Interrupted(),
+    ]
+    if args["patience"]:
+        callbacks.append(pl.callbacks.EarlyStopping(monitor=DICE_KEY, mode="max", patience=args["patience"]))
+    trainer = pl.Trainer(
+        accelerator="gpu" if gpu else "cpu", devices=devices if gpu else 1,
+        strategy="ddp" if gpu and len(devices) > 1 else "auto",
+        precision="16-mixed" if amp and gpu else "32-true", max_epochs=args["epochs"],
+        accumulate_grad_batches=args["accumulate"], check_val_every_n_epoch=args["val_every"],
+        callbacks=callbacks, logger=False, default_root_dir=str(run_dir), num_sanity_val_steps=0,
+        enable_model_summary=False, enable_progress_bar=progress, deterministic=bool(args["deterministic"]),
+    )
+    return trainer, interrupted
