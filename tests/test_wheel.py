@@ -36,7 +36,8 @@ def _build_wheel(tmp: Path) -> Path:
     return wheels[0]
 
 
-def test_installed_wheel_predicts_with_its_packaged_weights(tmp_path, synth_root):
+def test_installed_wheel_predicts_with_its_packaged_weights(tmp_path, synth_root_flat):
+    synth_root = synth_root_flat  # the flat look the packaged checkpoint was trained on
     wheel = _build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
