@@ -29,7 +29,7 @@ def _rect(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
 
 
 def test_a_long_bone_is_brighter_at_its_walls_than_in_its_middle() -> None:
-    mask = _rect(40, 200, 0, 40, 0, 200)[:, :]  # a shaft 40 px across (rows), long along x
+    mask = _rect(40, 200, 0, 40, 0, 200)  # a shaft 40 px across (rows), long along x
     mask[[0, -1], :] = False
     integral, _ = phantom.bone_integral([("finger-7", mask, 0, 0)], 200, 1.0, _look(), np.zeros((200, 200), np.float32))
     profile = integral[:40, 100]
@@ -163,3 +163,10 @@ def test_flat_style_has_no_ceiling_files(tmp_path: Path) -> None:
     assert not (tmp_path / "f" / "train" / "exact_json").exists()
     stats = phantom_stats.dataset_stats(tmp_path / "f", progress=False)
     assert np.isnan(stats["label_ceiling"]) and stats["images"] == 2
+
+
+def test_stats_refuse_a_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
+    from yolohand.errors import YolohandError
+
+    with pytest.raises(YolohandError, match="no train/DCM or test/DCM folder"):
+        phantom_stats.dataset_stats(tmp_path, progress=False)

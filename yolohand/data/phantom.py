@@ -41,6 +41,7 @@ from yolohand.data.annotate import annotator_polygon
 from yolohand.data.layout import polygon_crop
 from yolohand.data.synth import (
     FINGER_NAMES,
+    XRAY_BENT_WRIST,
     ImageJob,
     Patient,
     Placement,
@@ -55,8 +56,6 @@ from yolohand.data.synth import (
     tissue_shapes,
 )
 
-#: Bent wrists, as in the real data: ~11 % of train, ~58 % of test.
-XRAY_BENT_WRIST = {"train": 0.11, "test": 0.58}
 CM_PER_REF_PX = 0.02  # 2048-px reference frame: a metacarpal shaft ~0.65 cm wide
 #: Linear attenuation at ~50 keV, 1/cm (water ~0.21, cortical bone ~0.96).
 MU_TISSUE, MU_CORTEX, MU_MEDULLA = 0.21, 0.96, 0.38
@@ -85,6 +84,7 @@ WIDTH_FACTOR = 1.25
 CARPAL_FACTOR = 0.96  # the carpals keep their size (1.25 * 0.96 = 1.2): wider ones overlap too much
 ZOOM, REACH_PX = (1.3, 1.6), (130.0, 260.0)
 PACKED_SCAPHOID = ((-56.0, 140.0), (-112.0, 62.0))
+_SCALED_CARPALS = {n: (c, a * CARPAL_FACTOR, b * CARPAL_FACTOR, ang) for n, (c, a, b, ang) in PACKED_CARPALS.items()}
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -189,6 +189,20 @@ def union_polygon(outlines_px: list[np.ndarray], h: int, w: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- physics
 
 
+def local_half_width(d: np.ndarray, reach: int) -> np.ndarray:
+    """Half-width of a shape around each pixel: the largest distance-to-edge within ``reach`` px.
+
+    ``d`` float32 (h, w) distance transform. Returns float32 (h, w), never below ``d``.
+    """
+    return np.maximum(cv2.dilate(d, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2)), d)
+
+
+def chord(d: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Length of a circle's chord ``2 sqrt(d (2r - d))`` at depth ``d`` in a circle of radius ``r``
+    (0 where ``d`` is outside it): the path of a ray through a round cross-section."""
+    return 2.0 * np.sqrt(np.maximum(d * (2.0 * r - d), 0.0))
+
+
 def tube_paths(mask: np.ndarray, cortex_frac: float, cortex_min_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Path lengths (px) of rays through a bone seen as a tube with a dense shell.
 
@@ -199,13 +213,11 @@ def tube_paths(mask: np.ndarray, cortex_frac: float, cortex_min_px: float) -> tu
     """
     m = np.ascontiguousarray(mask, dtype=np.uint8)
     d = cv2.distanceTransform(m, cv2.DIST_L2, 3)
-    reach = max(int(np.ceil(float(d.max()))), 1)
-    r = cv2.dilate(d, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2))
-    r = np.maximum(r, d)
-    outer = 2.0 * np.sqrt(np.maximum(d * (2.0 * r - d), 0.0))
+    r = local_half_width(d, max(int(np.ceil(float(d.max()))), 1))
+    outer = chord(d, r)
     c = np.maximum(cortex_frac * r, np.float32(cortex_min_px))
-    di, ri = d - c, r - c
-    inner = 2.0 * np.sqrt(np.maximum(di * (2.0 * ri - di), 0.0)) * (di > 0)
+    di = d - c
+    inner = chord(di, r - c) * (di > 0)
     return (outer - inner).astype(np.float32), inner.astype(np.float32)
 
 
@@ -226,13 +238,11 @@ def tissue_thickness_cm(tissue: Tissue, size: int, k: float, bandage: np.ndarray
     hard, f = tissue_canvas(tissue, size)
     m = (hard > 0.5).astype(np.uint8)
     d = cv2.distanceTransform(m, cv2.DIST_L2, 3) * np.float32(f)  # image px
-    reach = max(int(60 * k / f), 1)
-    r = np.maximum(cv2.dilate(d, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1,) * 2)), d)
-    chord = 2.0 * np.sqrt(np.maximum(d * (2.0 * r - d), 0.0)) * np.float32(CM_PER_REF_PX / k)
+    width_cm = chord(d, local_half_width(d, max(int(60 * k / f), 1))) * np.float32(CM_PER_REF_PX / k)
     forearm = np.zeros_like(hard)
     cv2.fillPoly(forearm, [np.round(tissue.forearm / f).astype(np.int32).reshape(-1, 1, 2)], 1.0)
     forearm = cv2.GaussianBlur(forearm, (0, 0), max(80 * k / f, 1.0))
-    thickness = np.minimum(0.75 * chord, 2.8 + 1.7 * forearm) * np.clip(hard * 1.5, 0, 1)
+    thickness = np.minimum(0.75 * width_cm, 2.8 + 1.7 * forearm) * np.clip(hard * 1.5, 0, 1)
     if bandage is not None:
         thickness += cv2.resize(bandage, thickness.shape[::-1], interpolation=cv2.INTER_AREA)
     thickness = cv2.GaussianBlur(thickness, (0, 0), max(1.0 * k / f, 0.5))
@@ -345,12 +355,10 @@ def artifact_integral(
                         float(ang), 0, 360, 1.0, -1, cv2.LINE_AA)
             extra += float(rng.uniform(0.4, 1.2)) * m
     if art["implant"]:  # a plate with screws on the distal radius or a metacarpal
-        bone = place.apply(marks[FINGER_NAMES[int(rng.integers(1, 5))]][:2]) if rng.random() < 0.5 else None
-        if bone is None:
-            wrist = place.apply(np.array([[-30.0, 200.0], [-34.0, 420.0]]))
-        else:
-            wrist = bone
-        a, b = wrist
+        if rng.random() < 0.5:  # along a metacarpal
+            a, b = place.apply(marks[FINGER_NAMES[int(rng.integers(1, 5))]][:2])
+        else:  # along the distal radius
+            a, b = place.apply(np.array([[-30.0, 200.0], [-34.0, 420.0]]))
         cv2.line(extra, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 8.0, max(int(14 * k), 1), cv2.LINE_AA)
         for t in np.linspace(0.15, 0.85, 4):
             p = a + (b - a) * t
@@ -411,8 +419,7 @@ def xray_hand(job: ImageJob) -> XrayImage:
     patient.width *= WIDTH_FACTOR
     rng = np.random.default_rng(np.random.SeedSequence(job.seed + (11,)))
     xpose = sample_xray_pose(rng, job.bent_wrist_p)
-    carpals = {n: (c, a * CARPAL_FACTOR, b * CARPAL_FACTOR, ang) for n, (c, a, b, ang) in PACKED_CARPALS.items()}
-    outlines, marks = hand_outlines(patient, xpose.pose, carpals, PACKED_SCAPHOID, xpose.flexion, xpose.gap_scale)
+    outlines, marks = hand_outlines(patient, xpose.pose, _SCALED_CARPALS, PACKED_SCAPHOID, xpose.flexion, xpose.gap_scale)
     sesamoids = sesamoid_outlines(outlines, bool(rng.random() < RATES["two_sesamoids"]), rng)
     place = place_hand(rng, outlines, job.size, job.mirror, patient.scale, ZOOM, REACH_PX)
     k, size = place.scale, job.size
