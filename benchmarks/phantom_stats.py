@@ -17,6 +17,7 @@ from pathlib import Path
 
 from yolohand.data.phantom_stats import compare_table, dataset_stats
 from yolohand.data.synth import generate_dataset
+from yolohand.errors import YolohandError
 
 
 def main() -> None:
@@ -37,7 +38,10 @@ def main() -> None:
             dt = time.perf_counter() - t0
             print(f"rendered {s.images} images at {args.size} in {dt:.1f} s with {s.workers} worker(s): "
                   f"{s.images / dt / s.workers:.2f} images/s per worker ({args.style} style, seed {args.seed})")
-        stats = dataset_stats(root, progress=False)
+        try:
+            stats = dataset_stats(root, progress=False)
+        except YolohandError as exc:
+            raise SystemExit(f"error: {exc}") from None
         print(f"{stats['images']:.0f} images measured")
         print("\n".join(compare_table(stats)))
 

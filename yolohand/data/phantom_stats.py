@@ -20,9 +20,10 @@ import numpy as np
 
 from yolohand.core.classes import CLASS_INDEX, CLASSES, NUM_CLASSES
 from yolohand.data.layout import find_split, polygon_crop, read_annotation, read_image
+from yolohand.data.synth import EXACT_DIR
+from yolohand.errors import YolohandError
 
 BENT_DEG = 11.0  # radius vs middle metacarpal axis: at least this many degrees is a bent wrist
-EXACT_DIR = "exact_json"
 
 #: (statistic, real figure, tolerance, how to read it). Real figures: DESIGN.md and the issue.
 REAL = {
@@ -140,6 +141,8 @@ def dataset_stats(root: str | os.PathLike, limit: int | None = None, progress: b
     from tqdm.auto import tqdm
 
     root = Path(root)
+    if not any((root / split / "DCM").is_dir() for split in ("train", "test")):
+        raise YolohandError(f"{root}: no train/DCM or test/DCM folder (not a dataset in the competition layout)")
     acc = Accumulator()
     for split in ("train", "test"):
         if not (root / split / "DCM").is_dir():
