@@ -40,3 +40,20 @@ def synth_root_flat(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthflat") / "handbone"
     generate_dataset(root, train_ids=3, test_ids=1, size=256, seed=0, workers=1, progress=False, style="flat")
     return root
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture):
+    """``run_cli([...])`` -> (exit code, stdout, stderr) of ``yolohand.cli.main`` (arguments str()-ed)."""
+    from yolohand.cli import main
+
+    def run(argv: list) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

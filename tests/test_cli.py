@@ -12,7 +12,7 @@ from yolohand import __version__
 from yolohand.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["synth", "convert", "train", "predict", "gt", "evaluate", "ensemble", "show", "compare", "app"]
+COMMANDS = ["synth", "convert", "train", "predict", "gt", "evaluate", "ensemble", "show", "compare", "import", "app"]
 
 
 def _run(argv, capsys):

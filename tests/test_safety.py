@@ -29,16 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
 
-def _cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): (os.readlink(p).encode() if p.is_symlink() else p.read_bytes())
             for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink()}
@@ -155,21 +145,21 @@ def test_failed_write_leaves_the_previous_output(tmp_path):
                                                  "try smaller inputs, --batch or --workers"),
     (ValueError("merge must be one of ('top1', 'union')"), "error: merge must be one of ('top1', 'union')"),
 ])
-def test_boundary_turns_errors_into_one_line(monkeypatch, capsys, exc, line):
+def test_boundary_turns_errors_into_one_line(monkeypatch, run_cli, exc, line):
     def failing(*args, **kwargs):
         raise exc
 
     monkeypatch.setattr("yolohand.cli.app", failing)
-    code, _, err = _cli([], capsys)
+    code, _, err = run_cli([])
     assert code == 1 and err.splitlines() == [line]
 
 
-def test_boundary_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, capsys):
+def test_boundary_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, run_cli):
     def failing(*args, **kwargs):
         raise KeyError("x")
 
     monkeypatch.setattr("yolohand.cli.app", failing)
-    code, _, err = _cli([], capsys)
+    code, _, err = run_cli([])
     assert code == 1 and len(err.splitlines()) == 1 and "YOLOHAND_DEBUG=1" in err and "Traceback" not in err
     monkeypatch.setenv("YOLOHAND_DEBUG", "1")
     with pytest.raises(KeyError):
@@ -177,41 +167,41 @@ def test_boundary_unexpected_error_is_one_line_with_a_debug_hint(monkeypatch, ca
 
 
 @pytest.mark.parametrize("returned, code, err", [(7, 7, ""), (130, 130, "interrupted\n"), (None, 0, ""), (0, 0, "")])
-def test_exit_codes_returned_by_typer_become_the_exit_code(monkeypatch, capsys, returned, code, err):
+def test_exit_codes_returned_by_typer_become_the_exit_code(monkeypatch, run_cli, returned, code, err):
     # standalone_mode=False: typer returns Exit's code (Ctrl-C arrives as Exit(130)) instead of exiting.
     monkeypatch.setattr("yolohand.cli.app", lambda *a, **k: returned)
-    assert _cli([], capsys)[0::2] == (code, err)
+    assert run_cli([])[0::2] == (code, err)
 
 
-def test_interrupt_outside_typer_is_130(monkeypatch, capsys):
+def test_interrupt_outside_typer_is_130(monkeypatch, run_cli):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("yolohand.cli.app", interrupted)
-    assert _cli([], capsys)[0::2] == (130, "interrupted\n")
+    assert run_cli([])[0::2] == (130, "interrupted\n")
 
 
-def test_warnings_print_as_one_line(monkeypatch, capsys):
+def test_warnings_print_as_one_line(monkeypatch, run_cli):
     import warnings
 
     def warns(*args, **kwargs):
         warnings.warn("x.png: not a readable\n  image (truncated)", UserWarning, stacklevel=1)
 
     monkeypatch.setattr("yolohand.cli.app", warns)
-    code, _, err = _cli([], capsys)
+    code, _, err = run_cli([])
     assert code == 0 and err == "warning: x.png: not a readable image (truncated)\n"
 
 
 # --------------------------------------------------------------------------- commands as a user meets them
 
 
-def test_bad_config_is_one_line_with_file_and_line(tmp_path, capsys, monkeypatch):
+def test_bad_config_is_one_line_with_file_and_line(tmp_path, run_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "yolohand.yaml").write_text("root: [a, b\nyolo: x\n")
-    code, _, err = _cli(["convert"], capsys)
+    code, _, err = run_cli(["convert"])
     assert code == 1 and err.splitlines() == ["error: yolohand.yaml:2: not valid YAML (expected ',' or ']', but got ':')"]
     (tmp_path / "yolohand.yaml").write_text("roots: a\n")
-    code, _, err = _cli(["convert"], capsys)
+    code, _, err = run_cli(["convert"])
     assert err.splitlines() == ["error: yolohand.yaml: unknown setting 'roots' (did you mean 'root'?); known: root, runs, yolo"]
 
 
@@ -240,23 +230,23 @@ def test_train_config_types_and_typos(tmp_path):
     (["app", "--size", "0,0"], "Invalid value for '--size'"),
     (["synth", "x", "--size", "999999999"], "Invalid value for '--size'"),
 ])
-def test_bad_option_values_are_refused_up_front(tmp_path, capsys, monkeypatch, argv, message):
+def test_bad_option_values_are_refused_up_front(tmp_path, run_cli, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = _cli(argv, capsys)
+    code, _, err = run_cli(argv)
     assert code == 2 and message in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_device_without_a_gpu(capsys, tmp_path, monkeypatch):
+def test_device_without_a_gpu(run_cli, tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     monkeypatch.chdir(tmp_path)
-    code, _, err = _cli(["predict", "--rle", "p.csv", "--device", "0"], capsys)
+    code, _, err = run_cli(["predict", "--rle", "p.csv", "--device", "0"])
     assert code == 2 and "no CUDA GPU is available here; use --device cpu" in err
 
 
-def test_predict_checks_outputs_and_ground_truth_before_inference(synth_root, tmp_path, capsys, monkeypatch):
+def test_predict_checks_outputs_and_ground_truth_before_inference(synth_root, tmp_path, run_cli, monkeypatch):
     import yolohand.models.family as family
 
     def no_model(*args, **kwargs):
@@ -274,7 +264,7 @@ def test_predict_checks_outputs_and_ground_truth_before_inference(synth_root, tm
         (["--rle", "/proc/p.csv"], "cannot write in /proc"),
     ]
     for extra, match in cases:
-        code, _, err = _cli(["predict", "--source", source, *extra], capsys)
+        code, _, err = run_cli(["predict", "--source", source, *extra])
         assert code == 1 and match in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"]
 

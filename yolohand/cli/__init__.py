@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import keyword
 import os
 import sys
 
@@ -41,7 +42,8 @@ def _root(
 
 
 # Command registration, in the order `--help` lists them: (name, module under yolohand.cli, help, short
-# help); the module's function of the command's name is the command.
+# help); the module's function of the command's name is the command (with a trailing underscore
+# when the name is a Python keyword: `import` -> `import_`).
 # Each module imports its heavy libraries inside the function, so `--help` stays fast.
 _COMMANDS = [
     ("synth", "synth", "Write a synthetic hand X-ray dataset in the competition layout.",
@@ -65,12 +67,15 @@ _COMMANDS = [
      "Masks over an X-ray as a PNG, with a legend."),
     ("compare", "compare", "Per-class IoU of two submissions and an HTML report of where they disagree.",
      "Per-class IoU of two CSVs + an HTML report."),
+    ("import", "import_cmd", "Import your own segmentation_models_pytorch model (torch.save(model) or its state_dict) as "
+     "a yolohand smp checkpoint, verified by predicting one image both ways.",
+     "Your own smp model -> a yolohand checkpoint."),
     # cli/app_cmd.py, not cli/app.py: that module name would shadow the Typer `app` above.
     ("app", "app_cmd", "Launch the Streamlit app (needs the yolohand[app] extra).",
      "Browser viewer (Streamlit, yolohand[app] extra)."),
 ]
 for _name, _module, _help, _short in _COMMANDS:
-    _command = getattr(importlib.import_module(f"{__name__}.{_module}"), _name)
+    _command = getattr(importlib.import_module(f"{__name__}.{_module}"), _name + "_" * keyword.iskeyword(_name))
     app.command(_name, help=_help, short_help=_short)(_command)
 
 

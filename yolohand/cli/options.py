@@ -43,26 +43,36 @@ def parse_fold(text: str | int | None) -> int | None:
     return value
 
 
-def parse_weights(text: str | None) -> list[float] | None:
+def parse_numbers(text: str | None, flag: str = "--weights", example: str = "1,2,1") -> list[float] | None:
     """``"1,2,1"`` -> ``[1.0, 2.0, 1.0]``; None or "" -> None. Each must be a finite number."""
     if text is None or not text.strip():
         return None
     try:
         values = [float(t) for t in text.split(",")]
     except ValueError:
-        raise YolohandError(f"--weights {text!r}: expected comma-separated numbers, e.g. 1,2,1") from None
+        raise YolohandError(f"{flag} {text!r}: expected comma-separated numbers, e.g. {example}") from None
     if not all(math.isfinite(v) for v in values):
-        raise YolohandError(f"--weights {text!r}: weights must be finite numbers")
+        raise YolohandError(f"{flag} {text!r}: {flag.lstrip('-')} must be finite numbers")
     return values
 
 
+def parse_weights(text: str | None) -> list[float] | None:
+    """``--weights "1,2,1"`` -> ``[1.0, 2.0, 1.0]``; None or "" -> None (:func:`parse_numbers`)."""
+    return parse_numbers(text)
+
+
 def check_device(text: str | None) -> str | None:
-    """``--device``: cpu, mps, a CUDA index (``0``), a list (``0,1``) or ``cuda:N``; a CUDA device
+    """``--device``: cpu, ``cpu:N`` (N CPU processes), mps, a CUDA index (``0``), a list (``0,1``) or ``cuda:N``; a CUDA device
     must exist here (checked with torch, imported only when a GPU is named). None -> None."""
     if text is None:
         return None
     value = str(text).strip().lower().replace(" ", "")
     if value in ("cpu", "mps"):
+        return value
+    if value.startswith("cpu:"):  # N training processes on the CPU (smp, refine)
+        from yolohand.models.shared.devices import cpu_processes
+
+        cpu_processes(value)
         return value
     indices = value.removeprefix("cuda:").removeprefix("cuda") or "0"
     if not re.fullmatch(r"\d+(,\d+)*", indices):
@@ -112,4 +122,5 @@ def format_size(shape: tuple[int, int]) -> str:
     return f"{shape[0]},{shape[1]}"
 
 
-__all__ = ["MAX_SIDE", "Split", "as_param", "check_device", "choice", "format_size", "parse_fold", "parse_size", "parse_weights", "size_option"]
+__all__ = ["MAX_SIDE", "Split", "as_param", "check_device", "choice", "format_size", "parse_fold", "parse_numbers",
+           "parse_size", "parse_weights", "size_option"]

@@ -16,7 +16,8 @@ from typing import Any
 from yolohand.core.classes import CLASSES
 from yolohand.errors import YolohandError
 
-__all__ = ["FAMILIES", "META_KEY", "ModelSpec", "parse_model", "read_checkpoint", "family_of", "checkpoint_meta"]
+__all__ = ["FAMILIES", "META_KEY", "ModelSpec", "parse_model", "read_checkpoint", "family_of", "checkpoint_meta",
+           "archive_problem"]
 
 FAMILIES = ("yolo", "smp", "refine")
 #: Key of the metadata dict in a non-YOLO checkpoint.
@@ -72,24 +73,31 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     return None
 
 
-def _check_archive(path: Path) -> None:
-    """YolohandError unless ``path`` is a complete zip archive, the format torch.save writes."""
+def archive_problem(path: Path) -> str | None:
+    """None when ``path`` is a complete zip archive (the format torch.save writes), else what it is
+    instead: "empty", "a truncated or damaged archive", "text" or "not a zip archive"."""
     import zipfile
 
     if zipfile.is_zipfile(path):
-        return
+        return None
     with open(path, "rb") as fh:
         head = fh.read(512)
     if not head:
-        what = "empty"
-    elif head.startswith(b"PK"):
-        what = "a truncated or damaged archive"
-    else:
-        try:
-            head.decode("utf-8")
-            what = "text"
-        except UnicodeDecodeError:
-            what = "not a zip archive"
+        return "empty"
+    if head.startswith(b"PK"):
+        return "a truncated or damaged archive"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not a zip archive"
+    return "text"
+
+
+def _check_archive(path: Path) -> None:
+    """YolohandError unless ``path`` is a complete zip archive, the format torch.save writes."""
+    what = archive_problem(path)
+    if what is None:
+        return
     raise YolohandError(f"{path}: not a PyTorch checkpoint ({what}); expected a .pt written by torch.save: a YOLO-seg "
                         "checkpoint from ultralytics, or an smp/refine checkpoint from yolohand train")
 

@@ -9,7 +9,8 @@ convolution loaded into a 1-channel model is summed over its input channels (the
 applied to a gray image repeated three times).
 
 Checkpoint (``weights/best.pt``): ``{"yolohand": meta, "state_dict": ...}`` where ``meta`` holds
-family, arch, encoder, imgsz, channels, names, version (:func:`checkpoint_meta`), read back
+family, arch, encoder, imgsz, channels, names, version (:func:`checkpoint_meta`; an imported
+checkpoint also ``mean``, ``std`` and ``model_kwargs``: :mod:`yolohand.models.smp.importer`), read back
 with ``torch.load(weights_only=True)`` by :func:`yolohand.models.shared.checkpoint.read_checkpoint`.
 """
 
@@ -131,14 +132,22 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 
 def model_from_checkpoint(path: Path, ckpt: dict[str, Any], in_channels: int | None = None):
-    """(model in eval mode with the checkpoint's weights, meta); YolohandError naming the file."""
+    """(model in eval mode with the checkpoint's weights, meta); YolohandError naming the file.
+
+    The model is built from the meta's arch, encoder, ``channels`` (input channels, default 1),
+    class names and ``model_kwargs`` (further smp.create_model arguments of an imported model,
+    e.g. ``decoder_attention_type``; default none). How its input is normalised is the caller's
+    (:func:`yolohand.models.shared.normalise.meta_normalisation`).
+    """
     meta = ckpt["yolohand"]
     state = ckpt.get("state_dict")
     if not isinstance(state, dict):
         raise YolohandError(f"{path}: no state_dict in this yolohand checkpoint")
     state = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("loss")}
     channels = in_channels if in_channels is not None else int(meta.get("channels", 1))
-    model = build_model(meta["arch"], meta["encoder"], in_channels=channels, classes=len(meta.get("names", CLASSES)), quiet=True)
+    kwargs = meta.get("model_kwargs") or {}
+    model = build_model(meta["arch"], meta["encoder"], in_channels=channels, classes=len(meta.get("names", CLASSES)),
+                        quiet=True, **kwargs)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -1,7 +1,9 @@
 """The smp network of prediction: whole-image logits -> 29 full-resolution class crops.
 
-Each image is resized to the checkpoint's S x S (``INTER_AREA``, as in training), the logits of
-a batch are computed at once, then per image and class upsampled bilinearly to the original
+Each image is resized to the checkpoint's S x S (``INTER_AREA``, as in training), fed as its
+metadata says (``channels``: the gray image repeated that many times; ``mean``/``std``: see
+:mod:`yolohand.models.shared.normalise`; absent: 1 channel, yolohand's own normalisation), the
+logits of a batch are computed at once, then per image and class upsampled bilinearly to the original
 size, passed through the sigmoid and cut to the box where p >= 1/255
 (:func:`yolohand.core.crops.probs_to_crops`): one full-size float plane at a time, so memory stays
 flat at 2048 px. Averaging, TTA and writing are shared (:mod:`yolohand.models.predict`).
@@ -18,13 +20,15 @@ import numpy as np
 from yolohand.core import crops as cr
 from yolohand.errors import YolohandError
 from yolohand.models.shared.devices import torch_device
+from yolohand.models.shared.normalise import MEAN, STD, Level
 
 __all__ = ["SmpNetwork", "load_network", "torch_device"]
 
 
 @dataclass
 class SmpNetwork:
-    """A loaded smp checkpoint: ``model`` in eval mode on ``device``, trained at ``imgsz``."""
+    """A loaded smp checkpoint: ``model`` in eval mode on ``device``, trained at ``imgsz``, fed
+    ``channels`` copies of the gray image normalised with ``mean``/``std``."""
 
     path: Path
     model: Any
@@ -32,6 +36,9 @@ class SmpNetwork:
     device: Any
     half: bool = False
     batch: int = 1
+    channels: int = 1
+    mean: Level = MEAN
+    std: Level = STD
 
     def logits(self, images: list[np.ndarray]):
         """float32 (N, 29, S, S) logits (torch, on the device) of uint8 (H, W) images."""
@@ -42,7 +49,8 @@ class SmpNetwork:
 
         s = self.imgsz
         small = np.stack([cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in images])
-        x = normalise(torch.from_numpy(small)).unsqueeze(1).to(self.device)
+        x = torch.from_numpy(small).unsqueeze(1).expand(-1, self.channels, -1, -1)  # (N, C, S, S) uint8
+        x = normalise(x, self.mean, self.std).to(self.device)
         with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.half):
             return self.model(x).float()
 
@@ -70,10 +78,12 @@ def load_network(path: Path, ckpt: dict[str, Any], imgsz: int | None = None, dev
     ``imgsz`` None: the training size (another size works for fully convolutional models).
     """
     from yolohand.models.shared.network import model_from_checkpoint
+    from yolohand.models.shared.normalise import meta_normalisation
 
     dev = torch_device(device, half)
     model, meta = model_from_checkpoint(path, ckpt)
     size = int(imgsz or meta["imgsz"])
     if size % 32:
         raise YolohandError(f"--imgsz {size}: smp encoders need a multiple of 32")
-    return SmpNetwork(path, model.to(dev), size, dev, half, max(1, int(batch)))
+    mean, std = meta_normalisation(meta)
+    return SmpNetwork(path, model.to(dev), size, dev, half, max(1, int(batch)), int(meta.get("channels", 1)), mean, std)
