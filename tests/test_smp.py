@@ -70,7 +70,9 @@ def test_config_typo_and_type_errors(tmp_path):
         read_config(bad)
     bad.write_text("loss: dice\nepochs: 7\n")
     merged = merge_args(read_config(bad), {"epochs": 2, "batch": None})
-    assert merged["loss"] == "dice" and merged["epochs"] == 2 and merged["batch"] == 8  # flag > config > default
+    assert merged["loss"] == "dice" and merged["epochs"] == 2 and merged["batch"] == 2  # flag > config > default
+    refine = merge_args({"lr0": 0.02}, {}, family="refine")  # the refiner keeps the seed's recipe
+    assert (refine["batch"], refine["lr0"], refine["bce_weight"]) == (8, 0.02, 1.0)
 
 
 def test_fill_label_square(tmp_path):
@@ -205,3 +207,54 @@ def test_run_folder_rules_are_the_yolo_ones(tmp_path):
         plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x")
     assert plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", force=True)["replace"]
     assert not plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", resume=True)["replace"]
+
+
+def _train_cli(root: Path, runs: Path, name: str, device: str, *extra: str):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "yolohand", "train", "--fold", "0", "--yolo", str(root), "--runs", str(runs), "--name", name,
+           "--model", "smp:Unet:resnet18", "--imgsz", "64", "--batch", "4", "--device", device, "--threads", "1", *extra]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("LOCAL_RANK", None)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_learn_what_one_does(tmp_path):
+    """--device cpu:2: Lightning DDP over gloo, the batch split over the two processes, the validation
+    images scored once each (7 images: the sampler pads one shard by repeating an image)."""
+    import csv
+
+    from yolohand.defaults import DICE_KEY
+
+    root = _write_square_dataset(tmp_path / "ds", n=14, size=96)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("epochs: 12\nlr0: 0.01\nworkers: 0\ndegrees: 0\nscale: 0\ntranslate: 0\n")
+    dice = {}
+    for device in ("cpu", "cpu:2"):
+        proc = _train_cli(root, tmp_path / "runs", device.replace(":", ""), device, "--config", str(cfg))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.count("best.pt:") == 1, proc.stdout  # rank 0 alone reports
+        with open(tmp_path / "runs" / device.replace(":", "") / "fold0" / "results.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [int(r["epoch"]) for r in rows] == list(range(1, 13))
+        dice[device] = max(float(r[DICE_KEY]) for r in rows)
+    assert dice["cpu"] > 0.9 and abs(dice["cpu:2"] - dice["cpu"]) < 0.03, dice
+
+
+def test_cpu_processes_must_divide_the_batch_and_yolo_refuses_them(tmp_path):
+    from yolohand.models.shared.devices import cpu_processes, devices_of
+    from yolohand.models.smp.train import plan_run, run_plan
+    from yolohand.models.yolo.train import parse_device
+
+    assert (cpu_processes("cpu:3"), cpu_processes("cpu"), cpu_processes(None), devices_of("cpu:2")) == (3, 1, 1, None)
+    with pytest.raises(YolohandError, match="expected cpu:N with N >= 1"):
+        cpu_processes("cpu:0")
+    with pytest.raises(YolohandError, match="ultralytics trains in one CPU process"):
+        parse_device("cpu:2")
+    root = _write_square_dataset(tmp_path / "ds", n=2, size=64)
+    plan = plan_run(0, parse_model("smp:Unet:resnet18"), yolo=root, runs=tmp_path / "runs", batch=3)
+    with pytest.raises(YolohandError, match="--batch 3: the batch is the total over 2 processes; use a multiple of 2"):
+        run_plan(plan, lambda plan, devices: None, device="cpu:2")

@@ -479,13 +479,13 @@ def test_best_pt_is_one_channel_and_run_not_overwritten(trained):
 def test_recalibrate_batchnorm_uses_batch_statistics():
     import torch
 
-    from yolohand.models.yolo.trainer import recalibrate_batchnorm
+    from yolohand.models.shared.batchnorm import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1, bias=False), torch.nn.BatchNorm2d(3, momentum=0.03))
     model.eval()
     batches = [{"img": torch.rand(4, 1, 5, 5) * 10 + 3} for _ in range(3)]
-    used = recalibrate_batchnorm(model, batches, lambda b: b, batches=2)
+    used = recalibrate_batchnorm(model, batches, lambda b: b["img"], batches=2)
     assert used == 2
     with torch.no_grad():
         feats = torch.cat([model[0](b["img"]) for b in batches[:2]])
@@ -516,3 +516,46 @@ def test_rgb_coco_like_checkpoint_fine_tunes_on_grayscale(trained):
     best = tmp / "runs" / "rgb" / "fold0" / "weights" / "best.pt"
     assert _checkpoint_channels(best) == 1
     assert len(torch.load(best, map_location="cpu", weights_only=False)["model"].names) == 29
+
+
+@pytest.mark.slow
+def test_yolo_ddp_command_rebuilds_our_trainer_in_a_fresh_process(synth_root, tmp_path, monkeypatch):
+    """--device 0,1 without CUDA, as far as it goes: ultralytics' DDP launch command, and the pickled
+    trainer state a worker loads, which a fresh interpreter must turn back into our Dice trainer
+    with our arguments (overlap_mask off, the fold's data, the run folder)."""
+    import ultralytics.engine.trainer as engine
+
+    from yolohand.data.convert import convert_dataset
+    from yolohand.models.yolo.train import plan_train
+    from yolohand.models.yolo.trainer import DiceSegmentationTrainer, note_best_epoch
+
+    convert_dataset(synth_root, tmp_path / "yolo", folds=2, seed=0, imgsz=64, workers=1)
+    plan = plan_train(0, yolo=tmp_path / "yolo", runs=tmp_path / "runs", device="0,1", model="yolo11n-seg.yaml",
+                      batch=4, epochs=1)
+    assert plan.args["device"] == "0,1"
+    import torch
+
+    # No CUDA here: the device is only named (a DDP parent never puts a tensor on it)
+    monkeypatch.setattr(engine, "select_device", lambda *a, **k: torch.device("cuda:0"))
+    monkeypatch.setattr(engine, "get_torch_device_backend", lambda *a, **k: None, raising=False)
+    trainer = DiceSegmentationTrainer(overrides=dict(plan.args))
+    assert trainer.world_size == 2 and trainer.ddp
+    from ultralytics.utils.dist import ddp_cleanup, generate_ddp_command
+
+    cmd, file = generate_ddp_command(trainer)
+    try:
+        assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"] and cmd[-1] == file
+        state = Path(file).with_suffix(".pt")
+        probe = ("import sys; sys.path = %r\nfrom ultralytics.utils.patches import torch_load\n"
+                 "s = torch_load(%r, map_location='cpu')\nt, a = s['trainer'], s['args']\n"
+                 "print(t.__module__, t.__name__, a['device'], a['overlap_mask'], a['data'], a['project'], a['batch'])\n"
+                 "print(sorted({f.__name__ for fs in s['callbacks'].values() for f in fs}))") % (sys.path, str(state))
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert out.returncode == 0, out.stderr[-2000:]
+        first, names = out.stdout.splitlines()[-2:]
+        assert first.split() == ["yolohand.models.yolo.trainer", "DiceSegmentationTrainer", "0,1", "False",
+                                 str(plan.data), plan.args["project"], "4"], first
+        assert note_best_epoch.__name__ in names
+    finally:
+        ddp_cleanup(trainer, file)

@@ -19,7 +19,9 @@ def train(
     imgsz: int = typer.Option(None, "--imgsz", min=32, help="Network input size [default: the fold YAML's cache size from `convert --imgsz`, else 1024]."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs [default: 100]."),
     batch: int = typer.Option(None, "--batch", min=1, help="Batch size (total over GPUs) [default: 16]."),
-    device: str = typer.Option(None, "--device", parser=as_param(check_device), help="cpu, 0, or 0,1 for multi-GPU DDP [default: GPU 0 if any, else cpu]."),
+    device: str = typer.Option(None, "--device", parser=as_param(check_device),
+                               help="cpu, 0, or 0,1 for multi-GPU DDP; cpu:N: N CPU processes (DDP over gloo; smp/refine) "
+                               "[default: GPU 0 if any, else cpu]."),
     workers: int = typer.Option(None, "--workers", min=0, help="Data-loading workers per GPU (ultralytics uses 0 on CPU) [default: 8]."),
     hours: float = typer.Option(None, "--time", min=0.0, help="Training time budget in hours (overrides --epochs; ultralytics fits the schedule to it)."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch CPU threads on CPU [default: every core]; fewer can be faster when the cores are busy."),
@@ -31,6 +33,7 @@ def train(
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
 ) -> None:
     """Train a model (YOLO, smp or refine family) on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
+    from yolohand.models.shared.devices import is_worker
     from yolohand.models.train import format_results, list_folds, train_fold
 
     k = parse_fold(fold)
@@ -41,8 +44,12 @@ def train(
     for i in folds:
         result = train_fold(i, **kwargs)
         results.append(result)
+        if is_worker():  # a DDP worker process: rank 0 reports
+            continue
         if len(folds) > 1:
             typer.echo(f"fold {i} done: Dice {result.dice:.4f}, {result.best}")
+    if is_worker():
+        return
     if len(results) > 1:
         typer.echo("\n" + format_results(results))  # ends with the mean over folds
     else:

@@ -59,7 +59,7 @@ class RefineModule(SegModule):
         x, y, cls = batch
         logits = self.model(x)[torch.arange(x.shape[0], device=x.device), cls][:, None]
         loss = self.loss_fn(logits, y)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
@@ -72,6 +72,7 @@ class RefineModule(SegModule):
             refined = refine_crops(self.model, image, self.priors[i], float(self.args["margin"]), int(self.args["imgsz"]),
                                    self.device)
             self._dice.append(crops_dice(refined, label_masks(self.val_images[i], image.shape[:2]))[None])
+            self._index.append(np.array([i]))
 
 
 def _degraded_priors(images: list[Path], args: dict[str, Any]) -> list[cr.ClassCrops]:
@@ -121,6 +122,7 @@ def _build_refine(plan: dict[str, Any], devices):
     from yolohand.data.bone_crops import build_crop_cache
     from yolohand.models.refine.data import BoneSet
     from yolohand.models.shared.checkpoint import checkpoint_meta
+    from yolohand.models.shared.fit import check_network
     from yolohand.models.shared.network import build_model, load_pretrained
     from yolohand.models.shared.runs import read_list
 
@@ -130,10 +132,12 @@ def _build_refine(plan: dict[str, Any], devices):
         raise YolohandError(f"{plan['lists']['train'].parent}: fold {plan['fold']} has an empty train or val list")
     files = build_crop_cache(train_imgs, plan["cache"].parent / "bones")
     gen = torch.Generator().manual_seed(args["seed"])
-    train_dl = torch.utils.data.DataLoader(BoneSet(files, args), batch_size=args["batch"], shuffle=True, generator=gen,
+    train_dl = torch.utils.data.DataLoader(BoneSet(files, args), batch_size=plan["batch"], shuffle=True, generator=gen,
                                            num_workers=args["workers"], persistent_workers=args["workers"] > 0)
     val_dl = torch.utils.data.DataLoader(torch.arange(len(val_imgs)), batch_size=1)
     model = build_model(spec.arch, spec.encoder, in_channels=2, encoder_weights=args["encoder_weights"])
+    check_network(spec.text or f"refine:{spec.arch}:{spec.encoder}", model, 2, args["imgsz"], plan["batch"],
+                  len(train_dl.dataset), devices)
     if args["pretrained"]:
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], channels=2, loss=args["loss"],

@@ -1,10 +1,11 @@
-"""``--device`` for torch: one device for prediction, a list of CUDA indices for training."""
+"""``--device`` for torch: one device for prediction, a list of CUDA indices for training, or
+``cpu:N``: N training processes on the CPU (DDP over gloo; the smp and refine families)."""
 
 from __future__ import annotations
 
 from yolohand.errors import YolohandError
 
-__all__ = ["torch_device", "devices_of"]
+__all__ = ["torch_device", "devices_of", "cpu_processes", "is_worker"]
 
 
 def torch_device(device: str | None, half: bool = False):
@@ -32,7 +33,8 @@ def devices_of(device: str | None) -> list[int] | None:
     text = "" if device is None else str(device).strip().lower().removeprefix("cuda:")
     if text in ("", "auto"):
         return [0] if torch.cuda.is_available() else None
-    if text == "cpu":
+    if text == "cpu" or text.startswith("cpu:"):
+        cpu_processes(device)  # checks the count
         return None
     try:
         ids = [int(t) for t in text.split(",")]
@@ -41,3 +43,22 @@ def devices_of(device: str | None) -> list[int] | None:
     if not torch.cuda.is_available() or max(ids) >= torch.cuda.device_count() or min(ids) < 0:
         raise YolohandError(f"--device {device!r}: no such CUDA device here ({torch.cuda.device_count()} visible)")
     return ids
+
+
+def cpu_processes(device: str | None) -> int:
+    """Training processes on the CPU: N for ``cpu:N`` (DDP over gloo), else 1."""
+    text = "" if device is None else str(device).strip().lower()
+    if not text.startswith("cpu:"):
+        return 1
+    count = text.removeprefix("cpu:")
+    if not count.isdigit() or int(count) < 1:
+        raise YolohandError(f"--device {device!r}: expected cpu:N with N >= 1 training processes (e.g. cpu:2)")
+    return int(count)
+
+
+def is_worker() -> bool:
+    """True in a DDP process other than the first (Lightning starts them with ``LOCAL_RANK`` >= 1):
+    it trains its shard and leaves the run folder, the summary and the output to rank 0."""
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")

@@ -19,6 +19,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,14 @@ from yolohand.defaults import DICE_KEY
 os.environ.setdefault("POSSIBLE_USER_WARNING", "off")
 import pytorch_lightning as pl  # noqa: E402
 
-__all__ = ["make_loss", "SegModule", "ResultsCsv", "make_trainer", "Interrupted"]
+# Deprecation notices from inside torch/Lightning, not actionable by a user of yolohand.
+for _notice in (r".*isinstance\(treespec, LeafSpec\).*", r".*distributed\.nn\.functional\.all_gather is deprecated.*"):
+    warnings.filterwarnings("ignore", message=_notice)
+
+__all__ = ["make_loss", "SegModule", "ResultsCsv", "make_trainer", "Interrupted", "NotLearning"]
+
+#: :class:`NotLearning` warns when the validation Dice is below this after this many epochs.
+NOT_LEARNING_EPOCHS, NOT_LEARNING_DICE = 3, 0.02
 
 def make_loss(args: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The loss ``args["loss"]`` names, from segmentation_models_pytorch.losses (multilabel)."""
@@ -63,7 +71,8 @@ class SegModule(pl.LightningModule):
         super().__init__()
         self.model, self.args, self.meta, self.score = model, args, meta, score
         self.loss_fn = make_loss(args)
-        self._dice: list[np.ndarray] = []
+        self._dice: list[np.ndarray] = []  # float64 (B, 29) per validation batch
+        self._index: list[np.ndarray] = []  # int64 (B,): which validation images those rows are
         self._val_loss: list[float] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,24 +81,43 @@ class SegModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.loss_fn(self.model(x), y)
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        """Precise BatchNorm before each validation (:mod:`.batchnorm`): ``bn_batches`` training batches."""
+        from yolohand.models.shared.batchnorm import recalibrate_batchnorm
+
+        loader = self.trainer.train_dataloader
+        if loader is not None and self.args.get("bn_batches"):
+            amp = self.trainer.precision.startswith("16")
+            recalibrate_batchnorm(self.model, loader, lambda b: b[0].to(self.device), int(self.args["bn_batches"]), amp=amp)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch["x"], batch["y"]
         logits = self.model(x)
         self._val_loss.append(float(self.loss_fn(logits, y)))
         self._dice.append(self.score(logits, batch))
+        self._index.append(batch["index"].cpu().numpy())
 
     def on_validation_epoch_end(self) -> None:
         per_image = np.concatenate(self._dice) if self._dice else np.full((1, 29), np.nan)
+        index = np.concatenate(self._index) if self._index else np.zeros(1, np.int64)
+        if self.trainer.world_size > 1:  # every rank scored a shard of the validation set
+            per_image, index = self._gather_images(per_image, index)
         dice = float(np.nanmean(per_image.mean(axis=0)))  # over images, then over classes
-        dice_t = torch.tensor(dice)
-        if self.trainer.world_size > 1:  # every rank scored its shard of the validation set
-            dice_t = self.all_gather(dice_t).mean()
-        self.log(DICE_KEY, dice_t, prog_bar=True, sync_dist=False)
-        self.log("val/loss", float(np.mean(self._val_loss)) if self._val_loss else math.nan)
-        self._dice, self._val_loss = [], []
+        # sync_dist: the Dice is already the same on every rank; the loss becomes the mean of the ranks'
+        self.log(DICE_KEY, torch.tensor(dice), prog_bar=True, sync_dist=True)
+        self.log("val/loss", float(np.mean(self._val_loss)) if self._val_loss else math.nan, sync_dist=True)
+        self._dice, self._index, self._val_loss = [], [], []
+
+    def _gather_images(self, per_image: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank's (n, 29) rows, each validation image once: the distributed sampler pads the
+        shards to one length by repeating images, so a mean of the ranks' means would count those twice."""
+        rows = self.all_gather(torch.from_numpy(per_image)).reshape(-1, per_image.shape[1]).cpu().numpy()
+        ids = self.all_gather(torch.from_numpy(index)).reshape(-1).cpu().numpy()
+        ids, first = np.unique(ids, return_index=True)
+        return rows[first], ids
 
     def configure_optimizers(self):
         a = self.args
@@ -150,18 +178,42 @@ class Interrupted(pl.Callback):
         self.seen = isinstance(exception, KeyboardInterrupt)
 
 
+class NotLearning(pl.Callback):
+    """One warning when the validation Dice is still near zero after the first epochs: the usual sign
+    of a from-scratch run with a loss or learning rate that cannot move it (README, "smp family")."""
+
+    def __init__(self, epochs: int = NOT_LEARNING_EPOCHS, floor: float = NOT_LEARNING_DICE) -> None:
+        self.epochs, self.floor, self.warned = epochs, floor, False
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        dice = trainer.callback_metrics.get(DICE_KEY)
+        if self.warned or trainer.global_rank != 0 or dice is None or trainer.current_epoch + 1 < self.epochs:
+            return
+        self.warned = True
+        if float(dice) < self.floor:
+            a = module.args
+            loss = f"combo {a['bce_weight']:g}:{a['dice_weight']:g}" if a["loss"] == "combo" else a["loss"]
+            warnings.warn(f"validation Dice {float(dice):.4f} after {trainer.current_epoch + 1} epochs: the model is not "
+                          f"learning (loss {loss}, lr0 {a['lr0']:g}, batch {a['batch']}, encoder weights "
+                          f"{a['encoder_weights'] or 'random'}); from random weights the defaults learn (batch 2, "
+                          "lr0 0.003, bce_weight 0.01, bn_batches 8), or start from trained weights "
+                          "(encoder_weights / pretrained in --config)", stacklevel=1)
+
+
 def _checkpoint(weights: Path, name: str, **kw: Any) -> pl.callbacks.ModelCheckpoint:
     cb = pl.callbacks.ModelCheckpoint(dirpath=weights, filename=name, enable_version_counter=False, **kw)
     cb.FILE_EXTENSION = ".pt"  # the run layout every family shares: weights/{best,last}.pt
     return cb
 
 
-def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None, progress: bool = True) -> tuple[pl.Trainer, Interrupted]:
+def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None, progress: bool = True,
+                 cpu_processes: int = 1) -> tuple[pl.Trainer, Interrupted]:
     """A Lightning trainer writing ``run_dir/weights/{best,last}.pt`` and ``run_dir/results.csv``.
 
-    ``devices``: None for the CPU, else CUDA indices (several: DDP).
+    ``devices``: None for the CPU (``cpu_processes`` > 1: DDP over gloo), else CUDA indices (several: DDP).
     """
     gpu = devices is not None
+    world = len(devices) if gpu else cpu_processes
     amp = args["amp"] if args["amp"] is not None else gpu
     weights = run_dir / "weights"
     callbacks = [
@@ -169,12 +221,13 @@ def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None,
         _checkpoint(weights, "last", save_top_k=1, monitor=None),  # full state, for --resume
         ResultsCsv(run_dir / "results.csv"),
         interrupted := Interrupted(),
+        NotLearning(),
     ]
     if args["patience"]:
         callbacks.append(pl.callbacks.EarlyStopping(monitor=DICE_KEY, mode="max", patience=args["patience"]))
     trainer = pl.Trainer(
-        accelerator="gpu" if gpu else "cpu", devices=devices if gpu else 1,
-        strategy="ddp" if gpu and len(devices) > 1 else "auto",
+        accelerator="gpu" if gpu else "cpu", devices=devices if gpu else cpu_processes,
+        strategy="ddp" if world > 1 else "auto",  # CPU: Lightning's DDP uses the gloo backend
         precision="16-mixed" if amp and gpu else "32-true", max_epochs=args["epochs"],
         accumulate_grad_batches=args["accumulate"], check_val_every_n_epoch=args["val_every"],
         callbacks=callbacks, logger=False, default_root_dir=str(run_dir), num_sanity_val_steps=0,

@@ -17,7 +17,7 @@ from typing import Any
 from yolohand.config import default_path
 from yolohand.errors import YolohandError
 from yolohand.models.shared.checkpoint import ModelSpec, read_checkpoint
-from yolohand.models.shared.devices import devices_of
+from yolohand.models.shared.devices import cpu_processes, devices_of, is_worker
 from yolohand.models.shared.runs import TrainResult, check_run_dir, fold_yaml, read_rows
 
 __all__ = ["plan_run", "run_plan"]
@@ -30,10 +30,11 @@ def plan_run(fold: int, spec: ModelSpec, yolo=None, runs=None, name: str = "trai
 
     data = fold_yaml(yolo, fold)
     cfg = read_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
-    args = merge_args(cfg, flags)
+    args = merge_args(cfg, flags, spec.family)
     run_dir = default_path("runs", runs) / name / f"fold{fold}"
     last = run_dir / "weights" / "last.pt"
-    replace = check_run_dir(run_dir, force, resume)
+    # A DDP worker re-runs the command after rank 0 has set the run folder up: it must not judge it.
+    replace = False if is_worker() else check_run_dir(run_dir, force, resume)
     lists = {s: data.parent / f"fold{fold}_{s}.txt" for s in ("train", "val")}
     for s, p in lists.items():
         if not p.is_file():
@@ -53,19 +54,23 @@ def run_plan(plan: dict[str, Any], build: Callable[[dict[str, Any], list[int] | 
     from yolohand.models.shared.engine import make_trainer
 
     args, run_dir = plan["args"], plan["run_dir"]
-    devices = devices_of(device)
+    devices, processes = devices_of(device), cpu_processes(device)
+    world = len(devices) if devices else processes
+    if args["batch"] % world:
+        raise YolohandError(f"--batch {args['batch']}: the batch is the total over {world} processes; use a multiple of {world}")
+    plan = dict(plan, batch=args["batch"] // world, world=world)  # batch: per process
     previous = torch.get_num_threads()
-    if devices is None:
-        torch.set_num_threads(int(args["threads"] or os.cpu_count() or 1))
+    if devices is None:  # N CPU processes share the cores
+        torch.set_num_threads(int(args["threads"] or max(1, (os.cpu_count() or 1) // processes)))
     try:
         torch.manual_seed(args["seed"])
         if plan["replace"]:
-            shutil.rmtree(run_dir)  # a previous run, checked in plan_run
+            shutil.rmtree(run_dir)  # a previous run, checked in plan_run (never in a DDP worker)
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         module, train_dl, val_dl = build(plan, devices)
         if devices is not None and (args["channels_last"] is None or args["channels_last"]):
             module.model = module.model.to(memory_format=torch.channels_last)
-        trainer, interrupted = make_trainer(args, run_dir, devices, progress)
+        trainer, interrupted = make_trainer(args, run_dir, devices, progress, cpu_processes=processes)
         try:
             trainer.fit(module, train_dl, val_dl, ckpt_path=str(plan["last"]) if plan["last"] else None)
         except SystemExit:

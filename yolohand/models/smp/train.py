@@ -65,10 +65,14 @@ def _loaders(plan: dict[str, Any], gpu: bool):
     val = build_sample_cache(val_imgs, plan["cache"], size)
     common = dict(num_workers=args["workers"], pin_memory=gpu, persistent_workers=args["workers"] > 0)
     gen = torch.Generator().manual_seed(args["seed"])
-    train_dl = torch.utils.data.DataLoader(TrainSet(train, size, augmentations(args, args["seed"])), batch_size=args["batch"],
-                                           shuffle=True, drop_last=len(train) > args["batch"], generator=gen,
+    batch = plan["batch"]  # per process
+    per_process = -(-len(train) // plan.get("world", 1))  # the distributed sampler's shard
+    # Only a last batch of 1 is dropped: BatchNorm on a pooled 1 x 1 map cannot train on one sample.
+    drop_last = per_process > batch and per_process % batch == 1
+    train_dl = torch.utils.data.DataLoader(TrainSet(train, size, augmentations(args, args["seed"])), batch_size=batch,
+                                           shuffle=True, drop_last=drop_last, generator=gen,
                                            worker_init_fn=seed_worker, **common)
-    val_dl = torch.utils.data.DataLoader(ValSet(val, size), batch_size=args["batch"], shuffle=False, **common)
+    val_dl = torch.utils.data.DataLoader(ValSet(val, size), batch_size=batch, shuffle=False, **common)
     return train_dl, val_dl, val_imgs
 
 
@@ -76,11 +80,14 @@ def _build_smp(plan: dict[str, Any], devices: list[int] | None):
     """(LightningModule, train loader, val loader) of an smp run."""
     from yolohand.models.shared.checkpoint import checkpoint_meta
     from yolohand.models.shared.engine import SegModule
+    from yolohand.models.shared.fit import check_network
     from yolohand.models.shared.network import build_model, load_pretrained
 
     args, spec = plan["args"], plan["spec"]
     train_dl, val_dl, val_imgs = _loaders(plan, devices is not None)
     model = build_model(spec.arch, spec.encoder, in_channels=1, encoder_weights=args["encoder_weights"])
+    check_network(spec.text or f"smp:{spec.arch}:{spec.encoder}", model, 1, args["imgsz"], plan["batch"],
+                  len(train_dl.dataset), devices)
     if args["pretrained"]:
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"])

@@ -166,6 +166,9 @@ def parse_device(device: str | int | None) -> str:
         return "0" if torch.cuda.is_available() else "cpu"
     text = str(device).strip().lower().replace(" ", "")
     text = re.sub(r"^cuda:?", "", text) or "0"
+    if text.startswith("cpu:"):
+        raise YolohandError(f"--device {device!r}: ultralytics trains in one CPU process; cpu:N (N CPU processes) "
+                            "is for the smp and refine families")
     if text != "cpu" and not re.fullmatch(r"\d+(,\d+)*", text) and text != "mps":
         raise YolohandError(f"--device {device!r}: expected cpu, mps, a GPU index (0) or a list (0,1)")
     return text

@@ -36,11 +36,12 @@ from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 from ultralytics.utils import LOGGER, RANK  # noqa: E402
 from ultralytics.utils import callbacks as ul_callbacks  # noqa: E402
 
+from yolohand.models.shared.batchnorm import recalibrate_batchnorm  # noqa: E402
 from yolohand.models.yolo.val import DiceSegmentationValidator  # noqa: E402
 
 __all__ = [
     "THREADS_ENV", "BN_RECALIBRATION_BATCHES", "AMP_CHECK_SITES", "DiceSegmentationTrainer", "cpu_threads",
-    "use_all_cpu_cores", "note_best_epoch", "amp_allowed", "offline_check_amp", "recalibrate_batchnorm",
+    "use_all_cpu_cores", "note_best_epoch", "amp_allowed", "offline_check_amp",
 ]
 
 #: Environment variable with the number of torch CPU threads for training (default: every core).
@@ -164,45 +165,6 @@ def _no_integrations() -> Iterator[None]:
 # ----------------------------------------------------------------------------- BatchNorm
 
 
-def recalibrate_batchnorm(model: torch.nn.Module, loader: Any, preprocess: Any, batches: int, amp: bool = False) -> int:
-    """Re-estimate every BatchNorm's running mean/var on ``batches`` training batches ("precise BN").
-
-    ``model`` (the EMA model) is run in train mode without gradients, under autocast when
-    ``amp`` (as training runs, so the statistics match what the AMP network computes); BN
-    momentum is set to None (cumulative average) meanwhile and restored after. ``preprocess``
-    maps a loader batch to a dict whose ``"img"`` is the (B, C, H, W) input. Returns the number
-    of batches used.
-
-    Why: from scratch with a small batch, weights move faster than BN's running statistics
-    (momentum 0.03) follow, and the eval-mode network is far off the train-mode one. Measured on
-    yolo11n-seg after 3 epochs (synthetic, AdamW lr 1e-3, batch 8): max class score 0.001 with
-    the running statistics vs 0.73 with re-estimated ones; validation Dice stayed 0 without it.
-    """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns or batches <= 0:
-        return 0
-    momenta = [bn.momentum for bn in bns]
-    was_training = model.training
-    device_type = next(model.parameters()).device.type
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    used = 0
-    model.train()
-    try:
-        with torch.no_grad(), torch.autocast(device_type=device_type, enabled=bool(amp)):
-            for batch in loader:
-                if used >= batches:
-                    break
-                model(preprocess(batch)["img"])
-                used += 1
-    finally:
-        for bn, momentum in zip(bns, momenta):
-            bn.momentum = momentum
-        model.train(was_training)
-    return used
-
-
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -238,8 +200,8 @@ class DiceSegmentationTrainer(SegmentationTrainer):
         Rank 0 only: ultralytics' ``validate`` broadcasts rank 0's EMA buffers to every rank.
         """
         if self.ema is not None and BN_RECALIBRATION_BATCHES > 0 and RANK in {-1, 0}:
-            recalibrate_batchnorm(self.ema.ema, self.train_loader, self.preprocess_batch, BN_RECALIBRATION_BATCHES,
-                                  amp=bool(getattr(self, "amp", False)))
+            recalibrate_batchnorm(self.ema.ema, self.train_loader, lambda b: self.preprocess_batch(b)["img"],
+                                  BN_RECALIBRATION_BATCHES, amp=bool(getattr(self, "amp", False)))
         return super().validate()
 
     def get_validator(self) -> DiceSegmentationValidator:
