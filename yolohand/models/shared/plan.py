@@ -64,10 +64,10 @@ def run_plan(plan: dict[str, Any], build: Callable[[dict[str, Any], list[int] | 
         torch.set_num_threads(int(args["threads"] or max(1, (os.cpu_count() or 1) // processes)))
     try:
         torch.manual_seed(args["seed"])
+        module, train_dl, val_dl = build(plan, devices)  # refusals (fit checks) before the run folder is touched
         if plan["replace"]:
             shutil.rmtree(run_dir)  # a previous run, checked in plan_run (never in a DDP worker)
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
-        module, train_dl, val_dl = build(plan, devices)
         if devices is not None and (args["channels_last"] is None or args["channels_last"]):
             module.model = module.model.to(memory_format=torch.channels_last)
         trainer, interrupted = make_trainer(args, run_dir, devices, progress, cpu_processes=processes)
