@@ -16,6 +16,7 @@ competition Dice values (at the original resolution), averaged over images then 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
@@ -33,9 +34,11 @@ from yolohand.defaults import DICE_KEY
 os.environ.setdefault("POSSIBLE_USER_WARNING", "off")
 import pytorch_lightning as pl  # noqa: E402
 
-# Deprecation notices from inside torch/Lightning, not actionable by a user of yolohand.
+# Deprecation notices from inside torch/Lightning and Lightning's advertising tips ("💡 Tip: ... try
+# installing litlogger"): nothing a user of yolohand can act on.
 for _notice in (r".*isinstance\(treespec, LeafSpec\).*", r".*distributed\.nn\.functional\.all_gather is deprecated.*"):
     warnings.filterwarnings("ignore", message=_notice)
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: not str(record.msg).startswith("💡"))
 
 __all__ = ["make_loss", "SegModule", "ResultsCsv", "make_trainer", "Interrupted", "NotLearning"]
 
