@@ -112,3 +112,32 @@ def test_training_refuses_a_bad_size_before_any_epoch(tiny_yolo, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: smp:DeepLabV3Plus:resnet50: --batch 1: its head applies BatchNorm"), err[-3:]
     assert not (tmp_path / "runs").exists()  # refused before the run folder is made
+
+
+class _FixedSize(torch.nn.Module):
+    """A network that accepts one input side only, as timm's Swin/ViT encoders do (they assert)."""
+
+    def __init__(self, side: int) -> None:
+        super().__init__()
+        self.side, self.conv, self.bn = side, torch.nn.Conv2d(1, 29, 1), torch.nn.BatchNorm2d(29)
+
+    def forward(self, x):
+        assert x.shape[-1] == self.side, f"Input height ({x.shape[-1]}) doesn't match model ({self.side})"
+        return self.bn(self.conv(x))
+
+
+def test_a_fixed_size_network_is_probed_at_the_run_size_or_refused_in_one_line():
+    from yolohand.models.shared.fit import check_network
+
+    net = _FixedSize(96)
+    needs = check_network("smp:X:swin", net, 1, 96, 2, 10, None)  # 64 px refused: probed at 96 instead
+    assert needs.multiple == 32 and needs.params == 29 * 2 + 29 * 2
+    with pytest.raises(YolohandError, match=r"^smp:X:swin: does not run at --imgsz 128 \(AssertionError: Input height"):
+        check_network("smp:X:swin", net, 1, 128, 2, 10, None)
+
+
+def test_drop_last_only_spares_a_batch_of_one():
+    from yolohand.models.shared.fit import drop_last
+
+    assert [drop_last(n, 4) for n in (4, 5, 6, 9)] == [False, True, False, True]
+    assert drop_last(9, 2, world=2) is True and drop_last(7, 4, world=2) is False  # shards of 5 and 4

@@ -18,7 +18,7 @@ def train(
     ),
     imgsz: int = typer.Option(None, "--imgsz", min=32, help="Network input size [default: the fold YAML's cache size from `convert --imgsz`, else 1024]."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs [default: 100]."),
-    batch: int = typer.Option(None, "--batch", min=1, help="Batch size (total over GPUs) [default: 16]."),
+    batch: int = typer.Option(None, "--batch", min=1, help="Batch size (total over GPUs or CPU processes) [default: YOLO 16, smp 2, refine 8]."),
     device: str = typer.Option(None, "--device", parser=as_param(check_device),
                                help="cpu, 0, or 0,1 for multi-GPU DDP; cpu:N: N CPU processes (DDP over gloo; smp/refine) "
                                "[default: GPU 0 if any, else cpu]."),

@@ -122,7 +122,7 @@ def _build_refine(plan: dict[str, Any], devices):
     from yolohand.data.bone_crops import build_crop_cache
     from yolohand.models.refine.data import BoneSet
     from yolohand.models.shared.checkpoint import checkpoint_meta
-    from yolohand.models.shared.fit import check_network
+    from yolohand.models.shared.fit import check_run, drop_last
     from yolohand.models.shared.network import build_model, load_pretrained
     from yolohand.models.shared.runs import read_list
 
@@ -132,12 +132,13 @@ def _build_refine(plan: dict[str, Any], devices):
         raise YolohandError(f"{plan['lists']['train'].parent}: fold {plan['fold']} has an empty train or val list")
     files = build_crop_cache(train_imgs, plan["cache"].parent / "bones")
     gen = torch.Generator().manual_seed(args["seed"])
-    train_dl = torch.utils.data.DataLoader(BoneSet(files, args), batch_size=plan["batch"], shuffle=True, generator=gen,
+    bones = BoneSet(files, args)
+    train_dl = torch.utils.data.DataLoader(bones, batch_size=plan["batch"], shuffle=True, generator=gen,
+                                           drop_last=drop_last(len(bones), plan["batch"], plan.get("world", 1)),
                                            num_workers=args["workers"], persistent_workers=args["workers"] > 0)
     val_dl = torch.utils.data.DataLoader(torch.arange(len(val_imgs)), batch_size=1)
     model = build_model(spec.arch, spec.encoder, in_channels=2, encoder_weights=args["encoder_weights"])
-    check_network(spec.text or f"refine:{spec.arch}:{spec.encoder}", model, 2, args["imgsz"], plan["batch"],
-                  len(train_dl.dataset), devices)
+    check_run(plan, model, 2, len(bones), devices)
     if args["pretrained"]:
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], channels=2, loss=args["loss"],

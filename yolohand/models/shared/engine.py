@@ -195,11 +195,15 @@ class NotLearning(pl.Callback):
         self.warned = True
         if float(dice) < self.floor:
             a = module.args
+            from yolohand.models.shared.config import DEFAULTS, REFINE_DEFAULTS
+
+            d = dict(DEFAULTS, **(REFINE_DEFAULTS if module.meta.get("family") == "refine" else {}))
             loss = f"combo {a['bce_weight']:g}:{a['dice_weight']:g}" if a["loss"] == "combo" else a["loss"]
+            start = a["pretrained"] or a["encoder_weights"] or "random"
             warnings.warn(f"validation Dice {float(dice):.4f} after {trainer.current_epoch + 1} epochs: the model is not "
-                          f"learning (loss {loss}, lr0 {a['lr0']:g}, batch {a['batch']}, encoder weights "
-                          f"{a['encoder_weights'] or 'random'}); from random weights the defaults learn (batch 2, "
-                          "lr0 0.003, bce_weight 0.01, bn_batches 8), or start from trained weights "
+                          f"learning (loss {loss}, lr0 {a['lr0']:g}, batch {a['batch']}, weights from {start}); from "
+                          f"random weights the defaults learn (batch {d['batch']}, lr0 {d['lr0']:g}, bce_weight "
+                          f"{d['bce_weight']:g}, bn_batches {d['bn_batches']}), or start from trained weights "
                           "(encoder_weights / pretrained in --config)", stacklevel=1)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from yolohand.errors import YolohandError
 
-__all__ = ["Needs", "probe", "side_multiple", "check_fits", "check_network", "free_bytes"]
+__all__ = ["Needs", "probe", "side_multiple", "check_fits", "check_network", "check_run", "drop_last", "free_bytes"]
 
 PROBE = 64  # px side of the probe pass (a multiple of every encoder's stride)
 GIB = 2**30
@@ -42,10 +42,10 @@ class Needs:
         return int(16 * self.params + self.saved_per_pixel * imgsz * imgsz * batch)
 
 
-def side_multiple(model: Any, channels: int) -> int:
+def side_multiple(model: Any, channels: int, base: int = PROBE) -> int:
     """The smallest m (a power of two up to the encoder's output stride) such that a
-    (1, channels, 64 + m, 64 + m) input gives logits of its own size: some decoders (smp's Unet on
-    ResNets) resize to any side, others (Segformer, UPerNet, Hiera) need the stride."""
+    (1, channels, base + m, base + m) input gives logits of its own size: some decoders (smp's Unet
+    on ResNets) resize to any side, others (Segformer, UPerNet, Hiera) need the stride."""
     import torch
 
     stride = int(getattr(getattr(model, "encoder", None), "output_stride", 32) or 32)
@@ -55,11 +55,11 @@ def side_multiple(model: Any, channels: int) -> int:
         for m in (1, 2, 4, 8, 16, 32):
             if m >= stride:
                 return stride
-            side = PROBE + m
+            side = base + m
             try:
                 with torch.no_grad():
                     out = model(torch.zeros(1, channels, side, side, device=device))
-            except (RuntimeError, ValueError):
+            except Exception:  # noqa: BLE001 - any refusal of that side (timm asserts, smp raises)
                 continue
             if tuple(out.shape[-2:]) == (side, side):
                 return m
@@ -68,13 +68,13 @@ def side_multiple(model: Any, channels: int) -> int:
         model.train(was_training)
 
 
-def probe(model: Any, channels: int) -> Needs:
+def probe(model: Any, channels: int, side: int = PROBE) -> Needs:
     """Probe ``model`` (torch.nn.Module, left as it was found: mode, gradients) with one
-    train-mode forward pass of float32 (2, channels, 64, 64) zeros on the CPU, and eval-mode
+    train-mode forward pass of float32 (2, channels, side, side) zeros on its device, and eval-mode
     passes for the side multiple (:func:`side_multiple`)."""
     import torch
 
-    stride = side_multiple(model, channels)
+    stride = side_multiple(model, channels, side)
     one_by_one: list[Any] = []
     seen = {p.untyped_storage().data_ptr() for p in model.parameters()}  # weights are counted apart
     saved = [0]
@@ -96,23 +96,27 @@ def probe(model: Any, channels: int) -> Needs:
     try:
         model.train()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            model(torch.zeros(2, channels, PROBE, PROBE, device=device))
+            model(torch.zeros(2, channels, side, side, device=device))
     finally:
         for h in hooks:
             h.remove()
         model.load_state_dict(state, strict=False)  # the probe must not move BatchNorm statistics
         model.train(was_training)
     params = sum(p.numel() for p in model.parameters())
-    return Needs(stride, 2 if one_by_one else 1, params, saved[0] / (2 * PROBE * PROBE))
+    return Needs(stride, 2 if one_by_one else 1, params, saved[0] / (2 * side * side))
 
 
 def free_bytes(devices: list[int] | None) -> tuple[int, str]:
-    """(free bytes, where) of the first CUDA device, or of the machine's memory for the CPU."""
+    """(free bytes, where) of this process's CUDA device (DDP: ``LOCAL_RANK``), or of the machine's
+    memory for the CPU."""
     if devices:
+        import os
+
         import torch
 
-        free, _ = torch.cuda.mem_get_info(devices[0])
-        return int(free), f"cuda:{devices[0]}"
+        index = devices[min(int(os.environ.get("LOCAL_RANK", "0") or 0), len(devices) - 1)]
+        free, _ = torch.cuda.mem_get_info(index)
+        return int(free), f"cuda:{index}"
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             info = dict(line.split(":", 1) for line in fh)
@@ -121,9 +125,11 @@ def free_bytes(devices: list[int] | None) -> tuple[int, str]:
         return 1 << 62, "this machine"  # unknown: never refuse
 
 
-def check_fits(name: str, needs: Needs, imgsz: int, batch: int, n_train: int, devices: list[int] | None) -> None:
+def check_fits(name: str, needs: Needs, imgsz: int, batch: int, n_train: int, devices: list[int] | None,
+               amp: bool = False, processes: int = 1) -> None:
     """YolohandError (one line naming ``name``, e.g. ``smp:UPerNet:tu-convnext_tiny``) unless
-    the run's ``imgsz``, ``batch`` (per device), ``n_train`` samples and memory suit the network."""
+    the run's ``imgsz``, ``batch`` and ``n_train`` samples (per process) and memory suit the network.
+    ``amp``: activations counted at half size; ``processes``: CPU processes sharing the machine."""
     m = needs.multiple
     if imgsz % m:
         lo, hi = max(m, imgsz // m * m), (imgsz // m + 1) * m
@@ -134,16 +140,46 @@ def check_fits(name: str, needs: Needs, imgsz: int, batch: int, n_train: int, de
         what = f"--batch {batch}" if batch < 2 else f"{n_train} training sample(s)"
         raise YolohandError(f"{name}: {what}: its head applies BatchNorm to a 1x1 pooled map, which needs at least 2 "
                             "samples per training batch; use --batch 2 or more")
-    need = needs.bytes_for(imgsz, batch)
+    activations = needs.bytes_for(imgsz, batch) - 16 * needs.params
+    need = (16 * needs.params + activations // (2 if amp else 1)) * (1 if devices else processes)
     free, where = free_bytes(devices)
     if need > 0.9 * free:
+        kind = "AMP" if amp else "fp32"
         raise YolohandError(f"{name}: --imgsz {imgsz} --batch {batch} needs about {need / GIB:.1f} GiB to train "
-                            f"(fp32 estimate), {free / GIB:.1f} GiB free on {where}; lower --batch or --imgsz")
+                            f"({kind} estimate), {free / GIB:.1f} GiB free on {where}; lower --batch or --imgsz")
 
 
 def check_network(name: str, model: Any, channels: int, imgsz: int, batch: int, n_train: int,
-                  devices: list[int] | None) -> Needs:
-    """Probe ``model`` and :func:`check_fits` it for the run; returns what it needs."""
-    needs = probe(model, channels)
-    check_fits(name, needs, imgsz, batch, n_train, devices)
+                  devices: list[int] | None, amp: bool = False, processes: int = 1) -> Needs:
+    """Probe ``model`` and :func:`check_fits` it for the run; returns what it needs.
+
+    A network that refuses the 64 px probe (a fixed-size encoder, e.g. a Swin at 224) is probed at
+    the run's own ``imgsz``; one that refuses that too is a one-line error.
+    """
+    try:
+        needs = probe(model, channels)
+    except Exception:  # noqa: BLE001
+        try:
+            needs = probe(model, channels, side=imgsz)
+        except Exception as exc:  # noqa: BLE001
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise YolohandError(f"{name}: does not run at --imgsz {imgsz} ({type(exc).__name__}: {first})") from None
+    check_fits(name, needs, imgsz, batch, n_train, devices, amp, processes)
     return needs
+
+
+def check_run(plan: dict[str, Any], model: Any, channels: int, n_train: int, devices: list[int] | None) -> Needs:
+    """:func:`check_network` for a semantic family's run plan (:mod:`.plan`): the batch and the
+    training samples of one process (the distributed sampler's shard), AMP as the trainer will use it."""
+    args, world = plan["args"], int(plan.get("world", 1))
+    amp = bool(args["amp"] if args["amp"] is not None else devices is not None) and devices is not None
+    name = plan["spec"].text or f"{plan['spec'].family}:{plan['spec'].arch}:{plan['spec'].encoder}"
+    return check_network(name, model, channels, int(args["imgsz"]), int(plan["batch"]), -(-n_train // world), devices,
+                         amp=amp, processes=world if devices is None else 1)
+
+
+def drop_last(n_train: int, batch: int, world: int = 1) -> bool:
+    """Whether a training loader drops its last batch: only when it would hold 1 sample (BatchNorm on
+    a pooled 1 x 1 map cannot train on one), counted on one process's shard of ``n_train``."""
+    per_process = -(-n_train // max(1, world))
+    return per_process > batch and per_process % batch == 1

@@ -58,10 +58,15 @@ def run_plan(plan: dict[str, Any], build: Callable[[dict[str, Any], list[int] | 
     world = len(devices) if devices else processes
     if args["batch"] % world:
         raise YolohandError(f"--batch {args['batch']}: the batch is the total over {world} processes; use a multiple of {world}")
+    if world > 1:
+        _check_relaunchable(device)
     plan = dict(plan, batch=args["batch"] // world, world=world)  # batch: per process
-    previous = torch.get_num_threads()
+    previous, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     if devices is None:  # N CPU processes share the cores
-        torch.set_num_threads(int(args["threads"] or max(1, (os.cpu_count() or 1) // processes)))
+        threads = int(args["threads"] or max(1, (os.cpu_count() or 1) // processes))
+        torch.set_num_threads(threads)
+        if processes > 1:  # Lightning's launcher sets every rank's threads from OMP_NUM_THREADS when it is set
+            os.environ["OMP_NUM_THREADS"] = str(threads)
     try:
         torch.manual_seed(args["seed"])
         module, train_dl, val_dl = build(plan, devices)  # refusals (fit checks) before the run folder is touched
@@ -79,7 +84,23 @@ def run_plan(plan: dict[str, Any], build: Callable[[dict[str, Any], list[int] | 
             raise
     finally:
         torch.set_num_threads(previous)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
     return _result(plan, trainer)
+
+
+def _check_relaunchable(device: str | None) -> None:
+    """Lightning's DDP launcher starts the other processes by re-running this program's command line
+    (``sys.argv``): from a notebook, an interactive shell or pytest that would not train. One line instead."""
+    import sys
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if not argv0 or argv0 == "-c" or any(k in argv0 for k in ("ipykernel", "pytest", "jupyter")):
+        raise YolohandError(f"--device {device}: several training processes re-run this program's command line, and "
+                            f"{argv0 or 'an interactive session'} cannot be re-run; use `yolohand train ... --device "
+                            f"{device}` (or a script) from a shell")
 
 
 def _result(plan: dict[str, Any], trainer) -> TrainResult:

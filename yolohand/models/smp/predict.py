@@ -83,7 +83,8 @@ def load_network(path: Path, ckpt: dict[str, Any], imgsz: int | None = None, dev
     dev = torch_device(device, half)
     model, meta = model_from_checkpoint(path, ckpt)
     size = int(imgsz or meta["imgsz"])
-    if size % 32:
-        raise YolohandError(f"--imgsz {size}: smp encoders need a multiple of 32")
+    multiple = int(meta.get("multiple", 32))  # probed at training (models/shared/fit.py); older checkpoints: 32
+    if size % multiple:
+        raise YolohandError(f"--imgsz {size}: this {meta['arch']}/{meta['encoder']} needs a multiple of {multiple}")
     mean, std = meta_normalisation(meta)
     return SmpNetwork(path, model.to(dev), size, dev, half, max(1, int(batch)), int(meta.get("channels", 1)), mean, std)

@@ -55,6 +55,7 @@ def _loaders(plan: dict[str, Any], gpu: bool):
     import torch
 
     from yolohand.data.samples import build_sample_cache
+    from yolohand.models.shared.fit import drop_last
     from yolohand.models.smp.data import TrainSet, ValSet, augmentations, read_list, seed_worker
 
     args, size = plan["args"], plan["args"]["imgsz"]
@@ -66,11 +67,9 @@ def _loaders(plan: dict[str, Any], gpu: bool):
     common = dict(num_workers=args["workers"], pin_memory=gpu, persistent_workers=args["workers"] > 0)
     gen = torch.Generator().manual_seed(args["seed"])
     batch = plan["batch"]  # per process
-    per_process = -(-len(train) // plan.get("world", 1))  # the distributed sampler's shard
-    # Only a last batch of 1 is dropped: BatchNorm on a pooled 1 x 1 map cannot train on one sample.
-    drop_last = per_process > batch and per_process % batch == 1
     train_dl = torch.utils.data.DataLoader(TrainSet(train, size, augmentations(args, args["seed"])), batch_size=batch,
-                                           shuffle=True, drop_last=drop_last, generator=gen,
+                                           shuffle=True, drop_last=drop_last(len(train), batch, plan.get("world", 1)),
+                                           generator=gen,
                                            worker_init_fn=seed_worker, **common)
     val_dl = torch.utils.data.DataLoader(ValSet(val, size), batch_size=batch, shuffle=False, **common)
     return train_dl, val_dl, val_imgs
@@ -80,17 +79,16 @@ def _build_smp(plan: dict[str, Any], devices: list[int] | None):
     """(LightningModule, train loader, val loader) of an smp run."""
     from yolohand.models.shared.checkpoint import checkpoint_meta
     from yolohand.models.shared.engine import SegModule
-    from yolohand.models.shared.fit import check_network
+    from yolohand.models.shared.fit import check_run
     from yolohand.models.shared.network import build_model, load_pretrained
 
     args, spec = plan["args"], plan["spec"]
     train_dl, val_dl, val_imgs = _loaders(plan, devices is not None)
     model = build_model(spec.arch, spec.encoder, in_channels=1, encoder_weights=args["encoder_weights"])
-    check_network(spec.text or f"smp:{spec.arch}:{spec.encoder}", model, 1, args["imgsz"], plan["batch"],
-                  len(train_dl.dataset), devices)
+    needs = check_run(plan, model, 1, len(train_dl.dataset), devices)
     if args["pretrained"]:
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
-    meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"])
+    meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"], multiple=needs.multiple)
     return SegModule(model, args, meta, _scorer(val_imgs)), train_dl, val_dl
 
 
