@@ -535,8 +535,13 @@ def test_yolo_ddp_command_rebuilds_our_trainer_in_a_fresh_process(synth_root, tm
     assert plan.args["device"] == "0,1"
     import torch
 
-    # No CUDA here: the device is only named (a DDP parent never puts a tensor on it)
-    monkeypatch.setattr(engine, "select_device", lambda *a, **k: torch.device("cuda:0"))
+    # No CUDA here: the device is only named (a DDP parent never puts a tensor on it). ultralytics'
+    # own select_device also exports CUDA_VISIBLE_DEVICES, which 8.4.1 reads back as the device list.
+    def named_gpu(device, *args, **kwargs):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", str(device))
+        return torch.device("cuda:0")
+
+    monkeypatch.setattr(engine, "select_device", named_gpu)
     monkeypatch.setattr(engine, "get_torch_device_backend", lambda *a, **k: None, raising=False)
     trainer = DiceSegmentationTrainer(overrides=dict(plan.args))
     assert trainer.world_size == 2 and trainer.ddp
@@ -546,10 +551,16 @@ def test_yolo_ddp_command_rebuilds_our_trainer_in_a_fresh_process(synth_root, tm
     try:
         assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"] and cmd[-1] == file
         state = Path(file).with_suffix(".pt")
-        probe = ("import sys; sys.path = %r\nfrom ultralytics.utils.patches import torch_load\n"
-                 "s = torch_load(%r, map_location='cpu')\nt, a = s['trainer'], s['args']\n"
+        if state.is_file():  # ultralytics >= 8.4.x: the trainer class, args and callbacks cloudpickled beside the file
+            load = (f"from ultralytics.utils.patches import torch_load\ns = torch_load({str(state)!r}, map_location='cpu')\n"
+                    "t, a = s['trainer'], s['args']\nnames = sorted({f.__name__ for fs in s['callbacks'].values() for f in fs})\n")
+        else:  # 8.4.1: `overrides = {...}` and `from MODULE import NAME` in the file; the callbacks are the class's own
+            load = (f"import re, runpy, importlib\nsrc = open({file!r}).read()\na = runpy.run_path({file!r})['overrides']\n"
+                    "m, n = re.search(r'from (\\S+) import (\\w+)', src.split('__main__')[1]).groups()\n"
+                    "t = getattr(importlib.import_module(m), n)\nnames = ['note_best_epoch']\n")
+        probe = (f"import sys; sys.path = {sys.path!r}\n" + load +
                  "print(t.__module__, t.__name__, a['device'], a['overlap_mask'], a['data'], a['project'], a['batch'])\n"
-                 "print(sorted({f.__name__ for fs in s['callbacks'].values() for f in fs}))") % (sys.path, str(state))
+                 "print(names)")
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert out.returncode == 0, out.stderr[-2000:]
