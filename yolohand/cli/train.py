@@ -40,15 +40,14 @@ def train(
     folds = list_folds(yolo) if k is None else [k]
     kwargs = dict(yolo=yolo, runs=runs, name=name, model=model, config=config, device=device, force=force,
                   resume=resume, imgsz=imgsz, epochs=epochs, batch=batch, workers=workers, time=hours, threads=threads)
+    report = not is_worker()  # a DDP worker process trains its shard; rank 0 reports
     results = []
     for i in folds:
         result = train_fold(i, **kwargs)
         results.append(result)
-        if is_worker():  # a DDP worker process: rank 0 reports
-            continue
-        if len(folds) > 1:
+        if report and len(folds) > 1:
             typer.echo(f"fold {i} done: Dice {result.dice:.4f}, {result.best}")
-    if is_worker():
+    if not report:
         return
     if len(results) > 1:
         typer.echo("\n" + format_results(results))  # ends with the mean over folds

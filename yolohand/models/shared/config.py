@@ -18,7 +18,7 @@ import yaml
 
 from yolohand.errors import YolohandError
 
-__all__ = ["DEFAULTS", "REFINE_DEFAULTS", "LOSSES", "read_config", "merge_args"]
+__all__ = ["DEFAULTS", "REFINE_DEFAULTS", "LOSSES", "read_config", "merge_args", "amp_on"]
 
 #: Losses of segmentation_models_pytorch (mode="multilabel": 29 independent sigmoid channels);
 #: combo = bce_weight * BCE + dice_weight * Dice, the seed team's "Combo" loss.
@@ -132,3 +132,8 @@ def merge_args(config: Mapping[str, Any] | None, flags: Mapping[str, Any], famil
     merged.update(config or {})
     merged.update(check_args({k: v for k, v in flags.items() if v is not None}, "command line"))
     return merged
+
+
+def amp_on(args: Mapping[str, Any], gpu: bool) -> bool:
+    """Whether a run trains in mixed precision: ``amp`` when given (None: on with CUDA), never on the CPU."""
+    return gpu and bool(args["amp"] if args["amp"] is not None else True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from yolohand.errors import YolohandError
 
-__all__ = ["torch_device", "devices_of", "cpu_processes", "is_worker"]
+__all__ = ["torch_device", "devices_of", "cpu_processes", "local_rank", "is_worker"]
 
 
 def torch_device(device: str | None, half: bool = False):
@@ -56,9 +56,16 @@ def cpu_processes(device: str | None) -> int:
     return int(count)
 
 
-def is_worker() -> bool:
-    """True in a DDP process other than the first (Lightning starts them with ``LOCAL_RANK`` >= 1):
-    it trains its shard and leaves the run folder, the summary and the output to rank 0."""
+def local_rank() -> int:
+    """This process's rank on its machine: ``LOCAL_RANK``, which Lightning's launcher (and torchrun)
+    set in DDP processes; 0 otherwise."""
     import os
 
-    return os.environ.get("LOCAL_RANK", "0") not in ("", "0")
+    text = os.environ.get("LOCAL_RANK", "")
+    return int(text) if text.isdigit() else 0
+
+
+def is_worker() -> bool:
+    """True in a DDP process other than the first (``LOCAL_RANK`` >= 1): it trains its shard and
+    leaves the run folder, the summary and the output to rank 0."""
+    return local_rank() > 0

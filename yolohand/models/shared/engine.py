@@ -107,20 +107,20 @@ class SegModule(pl.LightningModule):
         per_image = np.concatenate(self._dice) if self._dice else np.full((1, 29), np.nan)
         index = np.concatenate(self._index) if self._index else np.zeros(1, np.int64)
         if self.trainer.world_size > 1:  # every rank scored a shard of the validation set
-            per_image, index = self._gather_images(per_image, index)
+            per_image = self._gather_images(per_image, index)
         dice = float(np.nanmean(per_image.mean(axis=0)))  # over images, then over classes
         # sync_dist: the Dice is already the same on every rank; the loss becomes the mean of the ranks'
         self.log(DICE_KEY, torch.tensor(dice), prog_bar=True, sync_dist=True)
         self.log("val/loss", float(np.mean(self._val_loss)) if self._val_loss else math.nan, sync_dist=True)
         self._dice, self._index, self._val_loss = [], [], []
 
-    def _gather_images(self, per_image: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _gather_images(self, per_image: np.ndarray, index: np.ndarray) -> np.ndarray:
         """Every rank's (n, 29) rows, each validation image once: the distributed sampler pads the
         shards to one length by repeating images, so a mean of the ranks' means would count those twice."""
         rows = self.all_gather(torch.from_numpy(per_image)).reshape(-1, per_image.shape[1]).cpu().numpy()
         ids = self.all_gather(torch.from_numpy(index)).reshape(-1).cpu().numpy()
-        ids, first = np.unique(ids, return_index=True)
-        return rows[first], ids
+        _, first = np.unique(ids, return_index=True)
+        return rows[first]
 
     def configure_optimizers(self):
         a = self.args
@@ -221,7 +221,8 @@ def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None,
     """
     gpu = devices is not None
     world = len(devices) if gpu else cpu_processes
-    amp = args["amp"] if args["amp"] is not None else gpu
+    from yolohand.models.shared.config import amp_on
+
     weights = run_dir / "weights"
     callbacks = [
         _checkpoint(weights, "best", monitor=DICE_KEY, mode="max", save_top_k=1, save_weights_only=True),
@@ -235,7 +236,7 @@ def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None,
     trainer = pl.Trainer(
         accelerator="gpu" if gpu else "cpu", devices=devices if gpu else cpu_processes,
         strategy="ddp" if world > 1 else "auto",  # CPU: Lightning's DDP uses the gloo backend
-        precision="16-mixed" if amp and gpu else "32-true", max_epochs=args["epochs"],
+        precision="16-mixed" if amp_on(args, gpu) else "32-true", max_epochs=args["epochs"],
         accumulate_grad_batches=args["accumulate"], check_val_every_n_epoch=args["val_every"],
         callbacks=callbacks, logger=False, default_root_dir=str(run_dir), num_sanity_val_steps=0,
         enable_model_summary=False, enable_progress_bar=progress, deterministic=bool(args["deterministic"]),

@@ -11,8 +11,8 @@ Found by probing, not by a table, so every arch/encoder pair is covered:
   channel``); found by hooks during one train-mode forward pass of 2 samples at 64 px;
 - memory: the activations saved for backward in that pass (``saved_tensors_hooks``, each storage
   once, weights apart) scaled by pixels and
-  batch, plus weights, gradients and two Adam moments (16 bytes a parameter), against what the
-  device has free: an fp32 estimate (AMP keeps less).
+  batch (halved under AMP), plus weights, gradients and two Adam moments (16 bytes a parameter),
+  against what the device has free (N CPU processes: N times that against the machine's).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from yolohand.errors import YolohandError
+from yolohand.models.shared.devices import local_rank
 
-__all__ = ["Needs", "probe", "side_multiple", "check_fits", "check_network", "check_run", "drop_last", "free_bytes"]
+__all__ = ["Needs", "shard", "probe", "side_multiple", "check_fits", "check_network", "check_run", "drop_last", "free_bytes"]
 
 PROBE = 64  # px side of the probe pass (a multiple of every encoder's stride)
 GIB = 2**30
@@ -37,9 +38,14 @@ class Needs:
     params: int
     saved_per_pixel: float  # bytes saved for backward per input pixel (per sample)
 
-    def bytes_for(self, imgsz: int, batch: int) -> int:
-        """Estimated training memory (fp32, Adam) at ``imgsz`` x ``imgsz`` and ``batch``."""
-        return int(16 * self.params + self.saved_per_pixel * imgsz * imgsz * batch)
+    def bytes_for(self, imgsz: int, batch: int, amp: bool = False) -> int:
+        """Estimated training memory (Adam; activations at half size under AMP) at ``imgsz`` x ``imgsz`` and ``batch``."""
+        return int(16 * self.params + self.saved_per_pixel * imgsz * imgsz * batch / (2 if amp else 1))
+
+
+def shard(n: int, world: int) -> int:
+    """Samples of one process when the distributed sampler splits ``n`` over ``world`` (it pads)."""
+    return -(-n // max(1, world))
 
 
 def side_multiple(model: Any, channels: int, base: int = PROBE) -> int:
@@ -110,11 +116,9 @@ def free_bytes(devices: list[int] | None) -> tuple[int, str]:
     """(free bytes, where) of this process's CUDA device (DDP: ``LOCAL_RANK``), or of the machine's
     memory for the CPU."""
     if devices:
-        import os
-
         import torch
 
-        index = devices[min(int(os.environ.get("LOCAL_RANK", "0") or 0), len(devices) - 1)]
+        index = devices[min(local_rank(), len(devices) - 1)]
         free, _ = torch.cuda.mem_get_info(index)
         return int(free), f"cuda:{index}"
     try:
@@ -140,8 +144,7 @@ def check_fits(name: str, needs: Needs, imgsz: int, batch: int, n_train: int, de
         what = f"--batch {batch}" if batch < 2 else f"{n_train} training sample(s)"
         raise YolohandError(f"{name}: {what}: its head applies BatchNorm to a 1x1 pooled map, which needs at least 2 "
                             "samples per training batch; use --batch 2 or more")
-    activations = needs.bytes_for(imgsz, batch) - 16 * needs.params
-    need = (16 * needs.params + activations // (2 if amp else 1)) * (1 if devices else processes)
+    need = needs.bytes_for(imgsz, batch, amp) * (1 if devices else processes)
     free, where = free_bytes(devices)
     if need > 0.9 * free:
         kind = "AMP" if amp else "fp32"
@@ -171,15 +174,16 @@ def check_network(name: str, model: Any, channels: int, imgsz: int, batch: int, 
 def check_run(plan: dict[str, Any], model: Any, channels: int, n_train: int, devices: list[int] | None) -> Needs:
     """:func:`check_network` for a semantic family's run plan (:mod:`.plan`): the batch and the
     training samples of one process (the distributed sampler's shard), AMP as the trainer will use it."""
+    from yolohand.models.shared.config import amp_on
+
     args, world = plan["args"], int(plan.get("world", 1))
-    amp = bool(args["amp"] if args["amp"] is not None else devices is not None) and devices is not None
     name = plan["spec"].text or f"{plan['spec'].family}:{plan['spec'].arch}:{plan['spec'].encoder}"
-    return check_network(name, model, channels, int(args["imgsz"]), int(plan["batch"]), -(-n_train // world), devices,
-                         amp=amp, processes=world if devices is None else 1)
+    return check_network(name, model, channels, int(args["imgsz"]), int(plan["batch"]), shard(n_train, world), devices,
+                         amp=amp_on(args, devices is not None), processes=world if devices is None else 1)
 
 
 def drop_last(n_train: int, batch: int, world: int = 1) -> bool:
     """Whether a training loader drops its last batch: only when it would hold 1 sample (BatchNorm on
     a pooled 1 x 1 map cannot train on one), counted on one process's shard of ``n_train``."""
-    per_process = -(-n_train // max(1, world))
+    per_process = shard(n_train, world)
     return per_process > batch and per_process % batch == 1
