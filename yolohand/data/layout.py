@@ -212,7 +212,7 @@ def _points_array(raw: object) -> tuple[np.ndarray | None, str | None]:
         return None, f"points is {type(raw).__name__}, expected a list of [x, y]"
     try:
         arr = np.asarray(raw)
-    except (ValueError, TypeError):  # ragged nesting
+    except (ValueError, TypeError, RecursionError):  # ragged or too deep nesting
         return None, "non-numeric or malformed points (expected [[x, y], ...])"
     if arr.size == 0:
         return None, "fewer than 3 points (0)"
@@ -232,6 +232,29 @@ def _points_array(raw: object) -> tuple[np.ndarray | None, str | None]:
     return arr.astype(np.int32, copy=False), None
 
 
+def read_json(path: str | os.PathLike) -> object:
+    """The one JSON reader of annotation files: the parsed document, or YolohandError naming the file.
+
+    Every way a file can fail to be JSON is the one ``not valid JSON`` line: a syntax error (with
+    its line), bytes that are not UTF-8, and nesting too deep for the parser (``[[[[...]]]]`` a few
+    thousand levels down raises RecursionError inside ``json``).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise YolohandError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise YolohandError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise YolohandError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise YolohandError(f"{path}: not valid JSON (nested too deeply to read)") from None
+    except ValueError as exc:  # e.g. an integer literal of more digits than Python converts
+        raise YolohandError(f"{path}: not valid JSON ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+
+
 def read_annotation(path: str | os.PathLike) -> Annotation:
     """Read one annotation JSON; validate its structure.
 
@@ -242,15 +265,7 @@ def read_annotation(path: str | os.PathLike) -> Annotation:
     are left out of ``.polygons``; duplicates are kept (gt_masks OR-s them).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            doc = json.load(fh)
-    except OSError as exc:
-        raise YolohandError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise YolohandError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError:
-        raise YolohandError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    doc = read_json(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise YolohandError(f"{path}: no 'annotations' list at the top level")
 
@@ -423,6 +438,7 @@ __all__ = [
     "image_size",
     "polygon_crop",
     "read_annotation",
+    "read_json",
     "quiet_native_stderr",
     "read_image",
     "IMAGE_SUFFIXES",
