@@ -63,6 +63,12 @@ _COMMANDS = [
      "Per-class Dice and mDice against ground truth."),
     ("ensemble", "ensemble", "Fuse submission CSVs by voting on runs, or probability maps by averaging.",
      "Fuse CSVs (hard vote) or probability maps (soft)."),
+    ("thresholds", "thresholds", "Fit one probability threshold per class on out-of-fold maps against ground truth "
+     "(grid 0.05..0.95, kept only when the gain beats a margin on both halves); a JSON for predict/ensemble --thresholds.",
+     "Per-class thresholds from out-of-fold maps."),
+    ("pick", "pick", "Score several models' validation predictions per class against ground truth and pick per class "
+     "the best (guarded against overfitting, held-out scores shown); a fusion YAML for ensemble --fusion.",
+     "Per-class best model -> a fusion YAML."),
     ("show", "show", "Draw ground truth and/or a submission's masks over an X-ray, with a legend.",
      "Masks over an X-ray as a PNG, with a legend."),
     ("compare", "compare", "Per-class IoU of two submissions and an HTML report of where they disagree.",

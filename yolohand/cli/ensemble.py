@@ -39,6 +39,14 @@ def ensemble(
     save_probs: Path = typer.Option(
         None, "--save-probs", help="Soft vote: also write the averaged probability maps to this folder.", show_default=False,
     ),
+    thresholds: Path = typer.Option(
+        None, "--thresholds", help="Soft vote: per-class thresholds JSON (from `yolohand thresholds`) instead of --threshold.",
+        show_default=False,
+    ),
+    fusion: Path = typer.Option(
+        None, "--fusion", help="Class-wise fusion YAML (which source votes for which class, from `yolohand pick` or by "
+        "hand); CSV arguments and --probs then replace its sources' paths in order.", show_default=False,
+    ),
     force: bool = typer.Option(False, "--force", help="Replace outputs that are previous yolohand outputs."),
 ) -> None:
     """Fuse submissions pixel-wise: majority vote of CSVs, or mean of probability maps and CSVs.
@@ -50,8 +58,24 @@ def ensemble(
     from yolohand.cli.options import parse_weights
     from yolohand.results.ensemble import ensemble as run_ensemble
 
-    summary = run_ensemble(list(csvs or []), list(probs or []), out, weights=parse_weights(weights),
-                           min_votes=min_votes, threshold=threshold, strict=strict, shape=size, images=images,
-                           save_probs=save_probs, force=force)
+    per_class = None
+    if thresholds is not None:
+        from yolohand.results.thresholds import load_thresholds
+
+        per_class = load_thresholds(thresholds)
+    if fusion is not None:
+        from yolohand.errors import YolohandError
+        from yolohand.results.fusion import fuse, load_fusion
+
+        for flag, given in (("--weights", weights is not None), ("--min-votes", min_votes is not None)):
+            if given:
+                raise YolohandError(f"{flag} does not go with --fusion (weights are in the YAML)")
+        summary = fuse(load_fusion(fusion), out, list(csvs or []), list(probs or []), threshold=threshold,
+                       thresholds=per_class, strict=strict, shape=size, images=images, save_probs=save_probs,
+                       force=force)
+    else:
+        summary = run_ensemble(list(csvs or []), list(probs or []), out, weights=parse_weights(weights),
+                               min_votes=min_votes, threshold=threshold, strict=strict, shape=size, images=images,
+                               save_probs=save_probs, force=force, thresholds=per_class)
     typer.echo(f"inputs: {', '.join(summary.inputs_list)}")
     typer.echo(summary.line())

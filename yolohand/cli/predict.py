@@ -30,6 +30,10 @@ def predict(
     half: bool = typer.Option(False, "--half", help="fp16 inference on a CUDA GPU (an error on CPU)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
     threshold: float = typer.Option(D.THRESHOLD, "--threshold", min=0.0, max=1.0, help="Probability threshold for the masks (p >= threshold)."),
+    thresholds: Path = typer.Option(
+        None, "--thresholds", show_default=False,
+        help="Per-class thresholds JSON (from `yolohand thresholds`) instead of --threshold.",
+    ),
     merge: str = typer.Option(
         D.MERGE, "--merge",
         help="assign: one detection per class and one class per detection, jointly, checked against the hand's order; "
@@ -66,12 +70,21 @@ def predict(
     """Predict images into a submission CSV: soft full-resolution masks, one instance per bone."""
     from yolohand.models.predict import Settings, predict_to_submission
 
+    per_class = None
+    if thresholds is not None:
+        from yolohand.errors import YolohandError
+        from yolohand.results.thresholds import load_thresholds
+
+        if threshold != D.THRESHOLD:
+            raise YolohandError("--threshold and --thresholds: give one (a file of per-class thresholds, or one number)")
+        per_class = load_thresholds(thresholds)
     settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
                         missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou)
     summary = predict_to_submission(
         rle, source=source, weights=weights or None, runs=runs, settings=settings, save_probs=save_probs, gt=gt,
         force=force, refiners=refiner or (), batch=batch, imgsz=imgsz, conf=conf, iou=iou, device=device,
         half=half or None,  # None: not forwarded (every loader's own default, fp32)
+        thresholds=per_class,
     )
     if summary.eval_table:
         typer.echo(summary.eval_table)

@@ -113,16 +113,19 @@ def average_crops(runs: Sequence[ClassCrops], missing: str = "zero", agree_iou: 
 
 
 # --------------------------------------------------------------------------- outputs
-def crops_to_rles(crops: ClassCrops, shape: tuple[int, int], threshold: float = 0.5) -> list[str]:
-    """29 RLE strings (competition format; '' for an empty class) of ``probs >= threshold``."""
+def crops_to_rles(crops: ClassCrops, shape: tuple[int, int], threshold: float | Sequence[float] = 0.5) -> list[str]:
+    """29 RLE strings (competition format; '' for an empty class) of ``probs >= threshold``
+    (one number, or one threshold per class)."""
     from yolohand.core.rle import crop_to_runs, runs_to_string
 
+    per_class = np.ndim(threshold) > 0
     rles = []
-    for c in crops:
+    for k, c in enumerate(crops):
         if c is None:
             rles.append("")
             continue
-        rles.append(runs_to_string(crop_to_runs(c.probs >= threshold, c.y0, c.x0, shape)))
+        t = float(threshold[k]) if per_class else threshold
+        rles.append(runs_to_string(crop_to_runs(c.probs >= t, c.y0, c.x0, shape)))
     return rles
 
 

@@ -187,7 +187,8 @@ class PredictSummary:
         return out
 
 
-def _write_one(p: Prediction, writer, probs_dir: Path | None, threshold: float, summary: PredictSummary) -> None:
+def _write_one(p: Prediction, writer, probs_dir: Path | None, threshold: float | Sequence[float],
+               summary: PredictSummary) -> None:
     """Write one image's 29 rows (and its map) and count it in ``summary``."""
     from yolohand.core.probmaps import probmap_path, save_probmap
 
@@ -219,6 +220,7 @@ def predict_to_submission(
     progress: bool = True,
     refiners: Sequence[str | os.PathLike] = (),
     batch: int = 1,
+    thresholds: Sequence[float] | None = None,
     **load: object,
 ) -> PredictSummary:
     """Predict every image of ``source`` into the submission CSV ``out`` (29 rows per image).
@@ -226,7 +228,10 @@ def predict_to_submission(
     ``source`` None: ``<root>/test/DCM`` (config default root). ``save_probs``: also write uint8
     (29, H, W) maps, one ``.npz`` per image (:mod:`yolohand.core.probmaps`). ``gt``: score the CSV
     at the end against that dataset root (:func:`yolohand.results.evaluate.evaluate`).
-    ``refiners``: ``refine``-family checkpoints applied after averaging. ``**load``: loading
+    ``refiners``: ``refine``-family checkpoints applied after averaging. ``thresholds``: one
+    threshold per class (29,) instead of ``settings.threshold``, cut as the uint8 maps cut
+    (:func:`yolohand.results.thresholds.prob_thresholds`: the CSV equals the saved maps thresholded
+    by ``ensemble --thresholds`` with the same file; all 0.5 is the plain path). ``**load``: loading
     options passed to every family's loader (``imgsz``, ``device``, ``conf``, ``iou``, ``max_det``,
     ``half``). Outputs are written atomically and refuse to overwrite without ``force``.
     """
@@ -239,6 +244,11 @@ def predict_to_submission(
     from yolohand.models.family import load_network, load_refiner
 
     t0 = time.perf_counter()
+    cut = settings.threshold
+    if thresholds is not None:
+        from yolohand.results.thresholds import check_thresholds, prob_thresholds
+
+        cut = prob_thresholds(check_thresholds(thresholds))
     source = source if source is not None else default_path("root") / "test" / "DCM"
     paths, where = resolve_weights(weights, runs)
     # Every check before loading anything: output places (kind, writable, clear of the inputs), ground truth.
@@ -256,7 +266,7 @@ def predict_to_submission(
         probs_tmp = stack.enter_context(atomic_dir(save_probs, force, kind=PROBMAPS)) if save_probs is not None else None
         bar = tqdm(total=len(records), desc="predict", unit="img", disable=not progress)
         for p in predict_probs(records, networks, settings, batch, stages):
-            _write_one(p, writer, probs_tmp, settings.threshold, summary)
+            _write_one(p, writer, probs_tmp, cut, summary)
             bar.update(1)
         bar.close()
     if save_probs is not None:

@@ -78,13 +78,26 @@ class EnsembleSummary:
 # ----------------------------------------------------------------------------- arguments
 
 
-def check_weights(n: int, weights: Sequence[float] | None) -> list[float]:
-    """Validated weights for ``n`` inputs (default all 1)."""
+def check_weights(n: int, weights: Sequence[float] | None) -> list:
+    """Validated weights for ``n`` inputs (default all 1).
+
+    Each weight is a number, or (class-wise fusion, :mod:`yolohand.results.fusion`) a per-class
+    float (29,) array: then every class needs a positive summed weight.
+    """
     if weights is None:
         return [1.0] * n
-    weights = [float(w) for w in weights]
     if len(weights) != n:
         raise YolohandError(f"--weights: {len(weights)} weights given for {n} inputs")
+    if any(np.ndim(w) for w in weights):
+        per = np.stack([np.broadcast_to(np.asarray(w, dtype=np.float64), (NUM_CLASSES,)) for w in weights])
+        if not (np.isfinite(per).all() and (per >= 0).all()):
+            raise YolohandError("class-wise weights must be finite and >= 0")
+        empty = np.flatnonzero(per.sum(axis=0) <= 0)
+        if empty.size:
+            raise YolohandError(f"class {CLASSES[empty[0]]}: no input has a weight for it "
+                                f"({len(empty)} such class(es)); every class needs a source")
+        return list(per)
+    weights = [float(w) for w in weights]
     if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
         raise YolohandError(f"--weights {weights}: weights must be finite, >= 0, and not all 0")
     return weights
@@ -227,6 +240,22 @@ def vote_image(
     return _runs_to_strings(voted, bounds)
 
 
+def vote_image_classwise(per_input: Sequence[Sequence[np.ndarray]], weights: np.ndarray) -> list[str]:
+    """Vote one image class by class: ``per_input[i][c]`` are input i's Runs of class c, ``weights``
+    float (n_inputs, 29). Per class, a strict majority of the summed weight of the inputs with a
+    weight for that class; a class with one such input is that input's mask."""
+    out = []
+    for c in range(weights.shape[1]):
+        live = np.flatnonzero(weights[:, c] > 0)
+        if len(live) == 1:
+            out.append(rle.runs_to_string(per_input[live[0]][c]))
+            continue
+        w = weights[live, c]
+        w = w.astype(np.int64) if np.all(w == np.round(w)) else w  # integers: summed exactly
+        out.append(rle.runs_to_string(rle.vote([per_input[i][c] for i in live], w, None)))
+    return out
+
+
 def hard_vote(
     inputs: Sequence[str | os.PathLike],
     out: str | os.PathLike,
@@ -240,16 +269,26 @@ def hard_vote(
     """Pixel-wise vote of submission CSVs ``inputs`` into the CSV ``out``, on runs.
 
     ``shape`` (H, W) bounds-checks the RLEs; with ``images`` (a folder) each image's own size
-    is used instead. Raises YolohandError before writing anything when inputs disagree.
+    is used instead. ``weights`` may be per-class (29,) arrays (class-wise fusion,
+    :func:`vote_image_classwise`; no ``min_votes`` then). Raises YolohandError before writing
+    anything when inputs disagree.
     """
     t0 = time.perf_counter()
     if len(inputs) < 2:
         raise YolohandError("hard voting needs at least two submission CSVs")
     out, _ = check_submission_outputs(out, None, [*inputs, images], force)
+    classwise = weights is not None and any(np.ndim(w) for w in weights)
     weights = check_weights(len(inputs), weights)
-    min_weight, rule = _hard_rule(weights, min_votes)
-    # Integer weights as int64 so that rle.vote sums them exactly (no tie tolerance needed).
-    vote_weights = np.asarray(weights, dtype=np.int64 if all(w.is_integer() for w in weights) else np.float64)
+    if classwise:
+        if min_votes is not None:
+            raise YolohandError("--min-votes does not apply to a class-wise vote (each class: a strict majority "
+                                "of the weight of its sources)")
+        min_weight, rule = None, "class-wise: summed weight > half of each class's sources' weight"
+        vote_weights = np.stack(weights)
+    else:
+        min_weight, rule = _hard_rule(weights, min_votes)
+        # Integer weights as int64 so that rle.vote sums them exactly (no tie tolerance needed).
+        vote_weights = np.asarray(weights, dtype=np.int64 if all(w.is_integer() for w in weights) else np.float64)
     names = check_inputs_agree(inputs)
     sizes = image_sizes(images, names) if images is not None else None
     stream_shape = _stream_shape(sizes, shape)
@@ -265,7 +304,9 @@ def hard_vote(
                     raise YolohandError(f"{path}: image {other!r} where {inputs[0]} has {name!r}")
                 if mixed:
                     _check_bounds(path, name, runs, sizes[name])
-            yield name, vote_image([r[1] for r in rows], vote_weights, min_weight, stride)
+            runs_list = [r[1] for r in rows]
+            yield name, (vote_image_classwise(runs_list, vote_weights) if classwise
+                         else vote_image(runs_list, vote_weights, min_weight, stride))
             bar.update()
 
     with tqdm(total=len(names), desc="hard vote", unit="img", disable=not progress) as bar:
@@ -279,31 +320,43 @@ def hard_vote(
 # ----------------------------------------------------------------------------- soft voting
 
 
+def _per_class(x, c: int):
+    """``x[c]`` for a per-class (29,) array, ``x`` itself for a scalar."""
+    return x[c] if np.ndim(x) else x
+
+
 def _soft_image(
-    maps: list[np.ndarray], csv_runs: list[list[np.ndarray]], prob_w: list[float], csv_w: list[float],
-    hw: Shape, cut: float, total: float, keep_avg: bool, strict: bool = False,
+    maps: list[np.ndarray], csv_runs: list[list[np.ndarray]], prob_w: list, csv_w: list,
+    hw: Shape, cut, total, keep_avg: bool, strict: bool = False,
 ) -> tuple[list[str], np.ndarray | None]:
     """29 RLE strings of one image (and the uint8 averaged maps when ``keep_avg``): a pixel is
-    kept when the weighted sum is ``>= cut`` (``> cut`` when ``strict``)."""
+    kept when the weighted sum is ``>= cut`` (``> cut`` when ``strict``).
+
+    Each weight (``prob_w``, ``csv_w``), ``cut`` and ``total`` is a number or a per-class (29,)
+    array (class-wise fusion, per-class thresholds); an input of weight 0 for a class is not read.
+    """
     h, w = hw
     avg = np.zeros((NUM_CLASSES, h, w), dtype=np.uint8) if keep_avg else None
     rles = []
     for c in range(NUM_CLASSES):
-        box = rle.union_boxes([rle.mask_bbox(m[c]) for m in maps] + [rle.bbox(r[c], w) for r in csv_runs])
+        pw = [(float(_per_class(wt, c)), m) for wt, m in zip(prob_w, maps)]
+        cw = [(float(_per_class(wt, c)), r) for wt, r in zip(csv_w, csv_runs)]
+        pw, cw = [x for x in pw if x[0]], [x for x in cw if x[0]]
+        box = rle.union_boxes([rle.mask_bbox(m[c]) for _, m in pw] + [rle.bbox(r[c], w) for _, r in cw])
         if box is None:  # every input is 0 here, below any threshold > 0
             rles.append("")
             continue
         y0, x0, y1, x1 = box
         acc = np.zeros((y1 - y0, x1 - x0), dtype=np.float64)
-        for wt, m in zip(prob_w, maps):
-            if wt:
-                acc += wt * m[c, y0:y1, x0:x1]
-        for wt, runs in zip(csv_w, csv_runs):
-            if wt and len(runs[c]):
+        for wt, m in pw:
+            acc += wt * m[c, y0:y1, x0:x1]
+        for wt, runs in cw:
+            if len(runs[c]):
                 acc += (wt * 255.0) * rle.runs_crop(runs[c], box, hw)
-        rles.append(rle.runs_to_string(rle.crop_to_runs(acc > cut if strict else acc >= cut, y0, x0, hw)))
+        cut_c = _per_class(cut, c)
+        rles.append(rle.runs_to_string(rle.crop_to_runs(acc > cut_c if strict else acc >= cut_c, y0, x0, hw)))
         if avg is not None:
-            avg[c, y0:y1, x0:x1] = np.floor(acc / total + 0.5)
+            avg[c, y0:y1, x0:x1] = np.floor(acc / _per_class(total, c) + 0.5)
     return rles, avg
 
 
@@ -388,10 +441,17 @@ def soft_stream(
     tmp_probs: Path | None, bar: tqdm,
 ) -> Iterator[tuple[str, list[str]]]:
     """(image name, 29 RLE strings) per image, one image in memory at a time; with
-    ``tmp_probs`` the averaged maps are written there as they are made."""
+    ``tmp_probs`` the averaged maps are written there as they are made.
+
+    ``weights``: one per input (CSVs first), each a number or a per-class (29,) array;
+    ``threshold``: a number or per-class thresholds (29,)."""
     csv_w, prob_w = weights[: len(csvs)], weights[len(csvs):]
-    total = sum(weights)
-    cut = threshold * 255.0 * total
+    if any(np.ndim(wt) for wt in weights):  # class-wise: one total per class, summed in input order
+        per = [np.broadcast_to(np.asarray(wt, dtype=np.float64), (NUM_CLASSES,)) for wt in weights]
+        total = np.array([sum(float(wt[c]) for wt in per) for c in range(NUM_CLASSES)])
+    else:
+        total = sum(weights)
+    cut = np.asarray(threshold, dtype=np.float64) * 255.0 * total if np.ndim(threshold) else threshold * 255.0 * total
     streams = [iter_submission(p, plan.stream_shape) for p in csvs]
     for name, stem in zip(plan.names, plan.stems):
         hw = plan.sizes[name] if plan.sizes else plan.shape
@@ -422,6 +482,7 @@ def soft_vote(
     save_probs: str | os.PathLike | None = None,
     progress: bool = True,
     strict: bool = False,
+    thresholds: Sequence[float] | None = None,
 ) -> EnsembleSummary:
     """Average CSV masks and probability-map folders per pixel, threshold, write the CSV ``out``.
 
@@ -430,13 +491,21 @@ def soft_vote(
     name. Each image's size is read from its maps (the first folder's; every other map and CSV
     must agree) unless ``images`` gives it or ``shape`` (H, W) is given for all. A pixel is
     kept when the weighted mean is ``>= threshold`` (``> threshold`` with ``strict``; see the
-    module docstring). ``save_probs``: also write the averaged maps (uint8,
-    :mod:`yolohand.core.probmaps`) to this folder. Nothing is written when inputs disagree.
+    module docstring). ``thresholds``: one threshold per class (29,) instead of ``threshold``
+    (:mod:`yolohand.results.thresholds`; all 0.5 gives the same bytes as ``threshold=0.5``).
+    ``save_probs``: also write the averaged maps (uint8, :mod:`yolohand.core.probmaps`) to this
+    folder. Nothing is written when inputs disagree.
     """
     t0 = time.perf_counter()
     csvs, prob_dirs = list(csvs), list(prob_dirs)
     plan = check_soft_inputs(csvs, prob_dirs, out, threshold, shape, force, images, save_probs)
     weights = check_weights(len(csvs) + len(prob_dirs), weights)
+    rule = f"weighted mean {'>' if strict else '>='} {_num(threshold)}"
+    if thresholds is not None:
+        from yolohand.results.thresholds import check_thresholds
+
+        threshold = check_thresholds(thresholds)
+        rule = f"weighted mean {'>' if strict else '>='} per-class thresholds ({_num(threshold.min())}..{_num(threshold.max())})"
     with tqdm(total=len(plan.names), desc="soft vote", unit="img", disable=not progress) as bar:
         if plan.probs_out is None:
             n_images = write_submission(plan.out, soft_stream(plan, csvs, weights, threshold, strict, None, bar),
@@ -447,7 +516,7 @@ def soft_vote(
                                             force=force)
     return EnsembleSummary(
         out=plan.out, mode="soft", inputs=len(weights), images=n_images, rows=n_images * NUM_CLASSES,
-        seconds=time.perf_counter() - t0, rule=f"weighted mean {'>' if strict else '>='} {_num(threshold)}",
+        seconds=time.perf_counter() - t0, rule=rule,
         inputs_list=[str(p) for p in csvs + prob_dirs], probs_out=plan.probs_out,
     )
 
@@ -465,18 +534,22 @@ def ensemble(
     save_probs: str | os.PathLike | None = None,
     force: bool = False,
     progress: bool = True,
+    thresholds: Sequence[float] | None = None,
 ) -> EnsembleSummary:
     """One entry for both votes (what ``yolohand ensemble`` calls): soft when any probability-map
     folder is given, else hard. Options of the other vote are refused, not ignored. ``shape``
-    None: a soft vote reads each image's size from its maps, a hard vote assumes 2048x2048."""
+    None: a soft vote reads each image's size from its maps, a hard vote assumes 2048x2048.
+    ``thresholds``: per-class thresholds (29,) for a soft vote, instead of ``threshold``."""
     if prob_dirs:
         if min_votes is not None:
             raise YolohandError("--min-votes applies to hard voting (CSVs only); with --probs use --threshold")
+        if thresholds is not None and threshold is not None:
+            raise YolohandError("--threshold and --thresholds: give one (a file of per-class thresholds, or one number)")
         return soft_vote(csvs, prob_dirs, out, weights=weights, threshold=0.5 if threshold is None else threshold,
                          shape=shape, force=force, images=images, save_probs=save_probs, progress=progress,
-                         strict=strict)
+                         strict=strict, thresholds=thresholds)
     for flag, given in (("--save-probs", save_probs is not None), ("--threshold", threshold is not None),
-                        ("--strict", strict)):
+                        ("--strict", strict), ("--thresholds", thresholds is not None)):
         if given:
             raise YolohandError(f"{flag} applies to soft voting (--probs folders); for CSVs only use --min-votes")
     return hard_vote(csvs, out, weights=weights, min_votes=min_votes, shape=DEFAULT_SHAPE if shape is None else shape,
