@@ -8,9 +8,16 @@ entry point, in-process for speed; a few in a real subprocess), on tiny syntheti
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+from yolohand.errors import YolohandError
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -67,3 +74,215 @@ def test_deeply_nested_json_is_skipped_by_convert(synth_root, tmp_path, run_cli)
     assert code == 0, err
     warnings = [line for line in (out + err).splitlines() if line.startswith("warning:") and str(bad) in line]
     assert len(warnings) == 1 and "not valid JSON (nested too deeply to read)" in warnings[0], err
+
+
+# --------------------------------------------------------------------------- 2. a full disk
+
+
+@pytest.fixture(scope="module")
+def inputs(synth_root, tmp_path_factory):
+    """Inputs of the writing commands: the test split's ground truth as a CSV, two map folders."""
+    import numpy as np
+
+    from yolohand.core.probmaps import probmap_path, save_probmap
+    from yolohand.results.evaluate import find_split
+
+    place = tmp_path_factory.mktemp("inputs28")
+    csv = place / "gt.csv"
+    from yolohand.cli import main
+
+    main(["gt", str(csv), "--root", str(synth_root), "--split", "test"])
+    assert csv.is_file()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for rec in find_split(synth_root, "test").records:
+            save_probmap(probmap_path(place / name, rec.name), rng.integers(0, 256, (29, 256, 256), dtype=np.uint8))
+    return {"root": synth_root, "csv": csv, "a": place / "a", "b": place / "b",
+            "image": find_split(synth_root, "test").records[0].image_path}
+
+
+#: command -> (arguments writing under OUT, the output the error line must name)
+WRITERS = {
+    "gt": (lambda d, o: ["gt", o / "g.csv", "--root", d["root"], "--split", "test"], "g.csv"),
+    "evaluate --json": (lambda d, o: ["evaluate", d["csv"], "--gt", d["root"], "--split", "test", "--json", o / "e.json"],
+                        "e.json"),
+    "ensemble": (lambda d, o: ["ensemble", d["csv"], d["csv"], "--out", o / "en.csv", "--size", "256,256"], "en.csv"),
+    "ensemble --save-probs": (lambda d, o: ["ensemble", "--probs", d["a"], "--probs", d["b"], "--out", d["csv"].parent
+                                            / "unused.csv", "--save-probs", o / "maps"], "maps"),
+    "show": (lambda d, o: ["show", d["image"], "--gt", "--out", o / "o.png"], "o.png"),
+    "compare": (lambda d, o: ["compare", d["csv"], d["csv"], "--out", o / "r", "--size", "256,256", "--top", "1"], "r"),
+    "convert": (lambda d, o: ["convert", "--root", d["root"], "--out", o / "y", "--folds", "2", "--workers", "1"], "y"),
+}
+
+
+class FullDisk:
+    """A file opened for writing under ``folder`` whose writes fail as on a full disk: ENOSPC, or
+    (``short``) half the bytes written and numpy's ``N requested and M written`` OSError."""
+
+    def __init__(self, fh, short: bool) -> None:
+        self._fh, self._short = fh, short
+
+    def write(self, data):
+        if self._short:
+            n = len(data)
+            self._fh.write(data[: n // 2])
+            raise OSError(f"{n} requested and {n // 2} written")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
+
+    def __iter__(self):
+        return iter(self._fh)
+
+
+def fill_disk(monkeypatch, folder: Path, short: bool = False) -> None:
+    """Every file opened for writing under ``folder`` (open, Path.open/write_*, os.fdopen) fails to write."""
+    import builtins
+    import io
+
+    real = io.open
+    folder = folder.resolve()
+
+    def where(file) -> Path:
+        return Path(os.readlink(f"/proc/self/fd/{file}") if isinstance(file, int) else os.path.abspath(file))
+
+    def opened(file, mode="r", *args, **kwargs):
+        fh = real(file, mode, *args, **kwargs)
+        if any(c in mode for c in "wax+") and where(file).is_relative_to(folder):
+            return FullDisk(fh, short)
+        return fh
+
+    monkeypatch.setattr(io, "open", opened)
+    monkeypatch.setattr(builtins, "open", opened)
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_full_disk_is_one_line_naming_the_output_and_leaves_nothing(inputs, tmp_path, run_cli, monkeypatch, command):
+    argv, name = WRITERS[command]
+    out = tmp_path / "out"
+    out.mkdir()
+    fill_disk(monkeypatch, out)
+    code, _, err = run_cli(argv(inputs, out))
+    line = one_error(code, err, out / name, "no space left on device while writing")
+    assert line.endswith("nothing written (free space or choose another place)")
+    assert list(out.iterdir()) == []  # neither the output nor a temporary
+
+
+@pytest.mark.parametrize("command", ["gt", "ensemble --save-probs"])
+def test_short_write_names_the_output(inputs, tmp_path, run_cli, monkeypatch, command):
+    argv, name = WRITERS[command]
+    out = tmp_path / "out"
+    out.mkdir()
+    fill_disk(monkeypatch, out, short=True)
+    code, _, err = run_cli(argv(inputs, out))
+    one_error(code, err, out / name, "a short write (", "requested and", "the disk is probably full")
+    assert list(out.iterdir()) == []
+
+
+def test_write_failure_keeps_the_previous_output(inputs, tmp_path, run_cli, monkeypatch):
+    argv, _ = WRITERS["gt"]
+    assert run_cli(argv(inputs, tmp_path))[0] == 0
+    before = (tmp_path / "g.csv").read_bytes()
+    fill_disk(monkeypatch, tmp_path)
+    one_error(*run_cli([*argv(inputs, tmp_path), "--force"])[::2], tmp_path / "g.csv", "no space left")
+    assert (tmp_path / "g.csv").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["g.csv"]
+
+
+def test_read_error_inside_a_folder_output_is_not_called_a_full_disk(tmp_path):
+    from yolohand.core.atomic import atomic_dir
+
+    with pytest.raises(FileNotFoundError), atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "x").write_text("x")
+        (tmp_path / "missing-input").read_text()  # names another file: that file's own error
+    with pytest.raises(YolohandError, match="no space left on device while writing sub/x"), atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "sub" / "x"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_real_full_tmpfs(inputs, tmp_path):
+    """A real 64 KiB tmpfs, filled (in a private mount namespace; skipped where mounting is not allowed)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    run = [sys.executable, "-m", "yolohand"]
+    gt = " ".join(map(str, [*run, "gt", disk / "g.csv", "--root", inputs["root"], "--split", "test"]))
+    probs = " ".join(map(str, [*run, "ensemble", "--probs", inputs["a"], "--probs", inputs["b"], "--out",
+                               tmp_path / "s.csv", "--save-probs", disk / "maps"]))
+    script = (f"mount -t tmpfs -o size=64k tmpfs {disk} || exit 99; head -c 60000 /dev/zero > {disk}/fill; "
+              f"{gt}; echo rc=$?; {probs}; echo rc=$?; ls -A {disk}")
+    # A private mount namespace (as root, or a user namespace mapped to root): the mount ends with the shell.
+    private = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
+    proc = subprocess.run([*private, "sh", "-c", script], env=ENV, capture_output=True, text=True, timeout=120)
+    if proc.returncode == 99 or (proc.returncode and not proc.stdout):
+        pytest.skip(f"mounting a tmpfs is not allowed here: {proc.stderr.strip()[:200]}")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.stdout.split() == ["rc=1", "rc=1", "fill"], (proc.stdout, proc.stderr)
+    assert len(errors) == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert errors[0].startswith(f"error: {disk / 'g.csv'}: no space left on device while writing it")
+    assert errors[1].startswith(f"error: {disk / 'maps'}: no space left on device while writing")
+
+
+# --------------------------------------------------------------------------- 8. `-o e.csv/`
+
+
+@pytest.mark.parametrize("spelling", ["e.csv/", "./e.csv/", "--out=e.csv/"])
+def test_file_output_with_a_trailing_separator_is_refused(inputs, tmp_path, run_cli, monkeypatch, spelling):
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", spelling] if not spelling.startswith("--") else [spelling]
+    code, _, err = run_cli(["ensemble", inputs["csv"], inputs["csv"], *out, "--size", "256,256"])
+    line = one_error(code, err, "e.csv/: ends in '/' (a folder), but --out writes a submission CSV")
+    assert "give a file name (e.g. e.csv/out.csv) or drop the '/'" in line
+    code, _, err = run_cli(["gt", spelling.removeprefix("--out="), "--root", inputs["root"], "--split", "test"])
+    one_error(code, err, "e.csv/: ends in '/'")
+    assert list(tmp_path.iterdir()) == []
+    # The same word without the separator, and a folder output with one, are fine.
+    assert run_cli(["gt", "e.csv", "--root", inputs["root"], "--split", "test"])[0] == 0
+    assert run_cli(["compare", "e.csv", "e.csv", "--out", "rep/", "--size", "256,256", "--top", "0"])[0] == 0
+
+
+# --------------------------------------------------------------------------- 10. special files, empty files
+
+
+def test_special_files_are_never_replaced(inputs, tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("fifo.csv")
+    os.symlink("/dev/null", "null.csv")
+    gt = ["--root", inputs["root"], "--split", "test", "--force"]
+    for out, why in [("fifo.csv", "is a named pipe (FIFO)"), ("null.csv", "is a link to a character device"),
+                     ("/dev/stdout", "lies in /dev, a system folder"), ("/dev/null", "lies in /dev, a system folder")]:
+        line = one_error(*run_cli(["gt", out, *gt])[::2], f"{out}: {why}")
+        assert line.endswith("write to a regular file instead (refused even with --force)")
+    assert os.readlink("/dev/stdout") and os.path.islink("null.csv") and Path("fifo.csv").is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.csv", "null.csv"]
+
+
+def test_the_rename_never_replaces_a_special_file(tmp_path, monkeypatch):
+    """Even when the place changes after the check (the final check before the rename)."""
+    from yolohand.core import atomic
+
+    out = tmp_path / "x.csv"
+    with pytest.raises(YolohandError, match="is a named pipe"), atomic.atomic_file(out) as fh:
+        fh.write("image_name,class,rle\n")
+        os.mkfifo(out)
+    assert out.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
+
+
+def test_empty_regular_file_is_replaced_only_with_force(inputs, tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("g.csv").touch()
+    gt = ["gt", "g.csv", "--root", inputs["root"], "--split", "test"]
+    one_error(*run_cli(gt)[::2], "g.csv: already exists (pass --force to replace it)")
+    assert run_cli([*gt, "--force"])[0] == 0 and Path("g.csv").read_text().startswith("image_name,class,rle")

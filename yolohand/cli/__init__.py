@@ -97,9 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     """
     import warnings
 
+    from yolohand.core.paths import command_line
+
     debug = os.environ.get("YOLOHAND_DEBUG", "") not in ("", "0")
     code = 0
-    with warnings.catch_warnings():
+    # command_line: the shell's words, for `-o e.csv/` (typer's Path drops the trailing separator)
+    with warnings.catch_warnings(), command_line(sys.argv[1:] if argv is None else argv):
         warnings.showwarning = _show_warning
         try:
             code = app(args=argv, standalone_mode=False) if argv is not None else app(standalone_mode=False)

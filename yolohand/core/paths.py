@@ -14,6 +14,12 @@ One rule set for every command (DESIGN.md, "Bars"), so no command can destroy it
 * The place must be writable: the nearest existing ancestor must be a folder in which a file
   can be created (probed with a temporary file, so read-only mounts and ``/proc`` fail here,
   with one line, and not after an hour of inference).
+* Only regular files are replaced: an existing output that is a device, a named pipe, a socket
+  or a link to one, or that lies in ``/dev``, ``/proc`` or ``/sys`` (``gt /dev/stdout``) is
+  refused, ``--force`` or not: a temporary file renamed over it would replace it.
+* A file output written with a trailing separator (``-o e.csv/``: the user meant a folder) is
+  refused. The shell's word is needed for that, as ``Path("e.csv/")`` drops the ``/``: the CLI
+  notes its command line with :func:`command_line`.
 
 Each kind is an :class:`OutputKind`; :func:`check_output` applies the rules and returns the
 absolute path to write; :mod:`yolohand.core.atomic` writes through it (temporary file or folder
@@ -26,8 +32,9 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +157,33 @@ def write_marker(folder: Path, kind: OutputKind) -> None:
     (folder / MARKER).write_text(json.dumps({"kind": kind.name, "by": "yolohand"}) + "\n", encoding="utf-8")
 
 
+#: System folders whose entries are never replaced by an output file (devices, kernel files).
+SYSTEM_FOLDERS = ("/dev", "/proc", "/sys")
+
+_SPECIAL = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_replaceable(loc: Path) -> str | None:
+    """Why the existing ``loc`` must never be renamed over, or None for a regular file or folder
+    (a symlink to one included): a device, a named pipe or a socket (or a link to one), or an entry
+    of a system folder (``/dev/stdout`` is a link into ``/proc`` even when it leads to a file)."""
+    for system in SYSTEM_FOLDERS:
+        if loc.is_relative_to(system):
+            return f"lies in {system}, a system folder"
+    try:
+        mode = os.stat(loc).st_mode  # follows links: what writing through it would reach
+    except OSError:
+        return None  # a dangling link: judged as what it is (not a previous output)
+    link = " a link to" if os.path.islink(loc) else ""
+    return next((f"is{link} {what}" for test, what in _SPECIAL if test(mode)), None)
+
+
 def is_previous_output(path: Path, kind: OutputKind) -> bool:
-    """True when the existing ``path`` is plainly an earlier output of ``kind``."""
+    """True when the existing ``path`` is plainly an earlier output of ``kind`` (never a device, a
+    pipe or an entry of a system folder: :func:`not_replaceable`)."""
+    if not_replaceable(path) is not None:
+        return False
     if kind.folder:
         if not path.is_dir():
             return False
@@ -164,6 +196,42 @@ def is_previous_output(path: Path, kind: OutputKind) -> bool:
             return marker_kind(path) == kind.name
         return kind.legacy is not None and kind.legacy(path)
     return path.is_file() and (kind.legacy is None or kind.legacy(path))
+
+
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+#: The command line's words that end in a path separator (:func:`command_line`), normalised.
+_FOLDER_WORDS: set[str] = set()
+
+
+@contextlib.contextmanager
+def command_line(argv: Sequence[str]) -> Iterator[None]:
+    """Within the block, remember which words of ``argv`` end in a path separator (``-o e.csv/``,
+    ``--out=e.csv/``), so :func:`check_output` can refuse a file output the user wrote as a folder:
+    typer's ``Path("e.csv/")`` has already dropped the ``/``. The CLI's boundary wraps each command."""
+    words = set()
+    for word in map(str, argv):
+        value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+        if value.endswith(_SEPARATORS) and value.rstrip("".join(_SEPARATORS)):
+            words.update(_spellings(value))
+    saved = set(_FOLDER_WORDS)
+    _FOLDER_WORDS.clear()
+    _FOLDER_WORDS.update(words)
+    try:
+        yield
+    finally:
+        _FOLDER_WORDS.clear()
+        _FOLDER_WORDS.update(saved)
+
+
+def _spellings(text: str) -> set[str]:
+    """``text`` as given (normalised) and made absolute: a command may pass either on."""
+    return {os.path.normpath(text), os.path.abspath(os.path.expanduser(text))}
+
+
+def _written_as_folder(path: PathLike) -> bool:
+    """True when ``path`` was given with a trailing separator (as a string, or on the command line)."""
+    text = os.fspath(path)
+    return text.endswith(_SEPARATORS) or (bool(text) and not _spellings(text).isdisjoint(_FOLDER_WORDS))
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -203,6 +271,11 @@ def check_output(
     """
     if str(path) == "":
         raise YolohandError(f"{flag}: empty path")
+    if not kind.folder and _written_as_folder(path):
+        name = os.path.normpath(os.fspath(path))
+        raise YolohandError(f"{name}{os.sep}: ends in '{os.sep}' (a folder), but {flag} writes a {kind.what}; give a "
+                            f"file name (e.g. {Path(name) / ('out.' + kind.name if kind.name != 'file' else 'out')}) "
+                            f"or drop the '{os.sep}'")
     loc = write_location(path)
     hit = overlap(path, inputs)
     if hit is not None:
@@ -217,6 +290,10 @@ def check_output(
 
 
 def _check_existing(path: Path, loc: Path, kind: OutputKind, force: bool, flag: str) -> None:
+    special = not_replaceable(loc)
+    if special is not None:
+        raise YolohandError(f"{path}: {special}; {flag} is written as a temporary file renamed into place, which "
+                            "would replace it: write to a regular file instead (refused even with --force)")
     if kind.folder and not loc.is_dir():
         raise YolohandError(f"{path}: exists and is not a folder; {flag} writes a {kind.what} (a folder); "
                             "not replaced, even with --force")
@@ -246,5 +323,6 @@ def check_submission_outputs(
 __all__ = [
     "CSV", "DATASET", "FILE", "FOLDER", "JSON", "MARKER", "PNG", "PROBMAPS", "REPORT", "RUN", "YOLO",
     "OutputKind", "check_output", "check_submission_outputs", "check_place", "is_previous_output",
-    "marker_kind", "overlap", "resolved", "write_location", "write_marker", "PathLike",
+    "marker_kind", "overlap", "resolved", "write_location", "write_marker", "PathLike", "SYSTEM_FOLDERS",
+    "command_line", "not_replaceable",
 ]

@@ -73,11 +73,11 @@ class SubmissionWriter:
         self._writer = None
 
     def __enter__(self) -> SubmissionWriter:
-        stack = contextlib.ExitStack()
-        fh: TextIO = stack.enter_context(atomic_file(self.path, self.force, kind=CSV))
-        self._stack = stack
-        self._writer = csv.writer(fh, lineterminator="\n")
-        self._writer.writerow(COLUMNS)
+        with contextlib.ExitStack() as stack:  # a header that cannot be written still removes the temporary
+            fh: TextIO = stack.enter_context(atomic_file(self.path, self.force, kind=CSV))
+            self._writer = csv.writer(fh, lineterminator="\n")
+            self._writer.writerow(COLUMNS)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc_info) -> bool:
