@@ -286,3 +286,68 @@ def test_empty_regular_file_is_replaced_only_with_force(inputs, tmp_path, run_cl
     gt = ["gt", "g.csv", "--root", inputs["root"], "--split", "test"]
     one_error(*run_cli(gt)[::2], "g.csv: already exists (pass --force to replace it)")
     assert run_cli([*gt, "--force"])[0] == 0 and Path("g.csv").read_text().startswith("image_name,class,rle")
+
+
+# --------------------------------------------------------------------------- 3. corrupt probability maps
+
+
+def damage(npz: Path) -> None:
+    """Overwrite bytes in the middle of the compressed ``probs`` stream of an .npz."""
+    import zipfile
+
+    with zipfile.ZipFile(npz) as zf:
+        info = zf.getinfo("probs.npy")
+    data = bytearray(npz.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the local header's size
+    middle = start + info.compress_size // 2
+    data[middle : middle + 64] = bytes(range(64))
+    npz.write_bytes(bytes(data))
+
+
+def lying_header(npz: Path, shape=(29, 30000, 30000)) -> None:
+    """An .npz whose ``probs`` header claims ``shape`` but holds a few bytes."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from yolohand.core.classes import CLASSES
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    names = io.BytesIO()
+    np.save(names, np.array(CLASSES))
+    with zipfile.ZipFile(npz, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("probs.npy", head.getvalue() + bytes(4096))
+        zf.writestr("classes.npy", names.getvalue())
+
+
+@pytest.mark.parametrize("spoil, says", [(damage, "corrupt probability map ("),
+                                         (lying_header, "corrupt probability map: the header of 'probs' says "
+                                                        "(29, 30000, 30000) uint8")])
+def test_corrupt_maps_name_the_file_in_evaluate_and_ensemble(inputs, tmp_path, run_cli, monkeypatch, spoil, says):
+    monkeypatch.chdir(tmp_path)
+    maps = tmp_path / "maps"
+    shutil.copytree(inputs["a"], maps)
+    bad = sorted(maps.glob("*.npz"))[-1]  # the last: the first is read for the sizes of an ensemble
+    spoil(bad)
+    one_error(*run_cli(["evaluate", maps, "--gt", inputs["root"], "--split", "test"])[::2], bad, says)
+    one_error(*run_cli(["ensemble", "--probs", inputs["b"], "--probs", maps, "--out", "s.csv"])[::2], bad, says)
+    bad.rename(maps / "aaa.npz")  # now the first map, whose header gives an ensemble its sizes
+    first = maps / "aaa.npz"
+    code, _, err = run_cli(["ensemble", "--probs", maps, "--probs", maps, "--out", "s.csv"])
+    one_error(code, err, first)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps"]
+
+
+def test_a_map_larger_than_memory_is_refused_from_its_header(tmp_path, monkeypatch):
+    """A consistent map too large for this machine: refused before its bytes are read or allocated."""
+    import numpy as np
+
+    from yolohand.core import probmaps
+
+    path = tmp_path / "m.npz"
+    probmaps.save_probmap(path, np.zeros((29, 64, 64), np.uint8))
+    monkeypatch.setattr(probmaps, "_free_memory", lambda: 1000)
+    with pytest.raises(YolohandError, match=r"m.npz: its maps are 64x64 \(0.0 GiB\), more than the 0.0 GiB of memory"):
+        probmaps.load_probmap(path)

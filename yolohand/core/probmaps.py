@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -135,24 +136,94 @@ def load_probmap(
 
     YolohandError naming the file when it is missing or not an ``.npz``, lacks the ``probs``
     or ``classes`` key, ``probs`` is not uint8 of shape ``(len(class_names), H, W)`` (and
-    ``(H, W) == shape`` when ``shape`` is given), or the stored class names differ.
+    ``(H, W) == shape`` when ``shape`` is given), or the stored class names differ; and when it
+    is corrupt: a damaged compressed block, or a header that claims more than the file holds
+    (``(29, 30000, 30000)`` in a small file). Dtype and shape are checked from the ``.npy``
+    header before anything is decompressed or allocated.
     """
     path = Path(path)
     names = list(class_names)
+    with _open(path) as zf:
+        try:
+            dims = _check_header(path, zf, len(names), shape)
+            stored = [str(c) for c in np.atleast_1d(_read_array(zf, "classes"))]
+            _check_names(path, stored, names)
+            probs = _read_array(zf, "probs")
+        except YolohandError:
+            raise
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # zlib's "Error -3 while decompressing data", a bad CRC, a stream that ends early
+            raise YolohandError(f"{path}: corrupt probability map ({' '.join(str(exc).split())}); write it again") from None
+    if probs.shape != dims:  # the header said so; a short file would have failed to read
+        raise YolohandError(f"{path}: corrupt probability map ('probs' read as {probs.shape}, header {dims})")
+    return probs
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    """The .npz ``path`` opened as a zip archive; YolohandError when missing or not an archive."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = set(npz.files)
-            for key in ("probs", "classes"):
-                if key not in keys:
-                    raise YolohandError(f"{path}: no '{key}' array (has: {sorted(keys) or 'nothing'})")
-            stored = [str(c) for c in np.atleast_1d(npz["classes"])]
-            probs = npz["probs"]
-    except YolohandError:
-        raise
+        return zipfile.ZipFile(path)
     except FileNotFoundError:
         raise YolohandError(f"{path}: probability map not found") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise YolohandError(f"{path}: not a readable .npz probability map ({exc})") from None
+
+
+#: Largest side of a map (the largest image side yolohand reads).
+MAX_MAP_SIDE = 65536
+
+
+def _header(path: Path, zf: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, bytes the array's data must take) from the ``.npy`` header of ``key`` in the
+    open .npz ``zf``; YolohandError when the key is missing or the header does not match the file's size."""
+    try:
+        info = zf.getinfo(f"{key}.npy")
+    except KeyError:
+        keys = sorted(n.removesuffix(".npy") for n in zf.namelist())
+        raise YolohandError(f"{path}: no '{key}' array (has: {keys or 'nothing'})") from None
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+        start = fh.tell()
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if dtype.hasobject or info.file_size != start + size:
+        raise YolohandError(f"{path}: corrupt probability map: the header of '{key}' says {tuple(shape)} {dtype} "
+                            f"({start + size} bytes) but the file holds {info.file_size}")
+    return tuple(int(d) for d in shape), dtype, size
+
+
+def _check_header(path: Path, zf: zipfile.ZipFile, channels: int, shape: tuple[int, int] | None) -> tuple[int, ...]:
+    """The ``probs`` shape from its header, checked (dtype, channels, sides, ``shape``) before reading."""
+    _header(path, zf, "classes")
+    dims, dtype, _ = _header(path, zf, "probs")
+    if dtype != np.uint8:
+        raise YolohandError(f"{path}: 'probs' must be uint8 (probability x 255), got {dtype}")
+    _check_sides(path, dims, channels)
+    if shape is not None and tuple(dims[1:]) != tuple(shape):
+        raise YolohandError(f"{path}: maps are {dims[1]}x{dims[2]} but the image is {shape[0]}x{shape[1]}")
+    need, free = int(np.prod(dims, dtype=object)), _free_memory()
+    if free is not None and need > free:
+        raise YolohandError(f"{path}: its maps are {dims[1]}x{dims[2]} ({need / 2**30:.1f} GiB), more than the "
+                            f"{free / 2**30:.1f} GiB of memory free here")
+    return dims
+
+
+def _free_memory() -> int | None:
+    """Bytes of memory available (Linux ``MemAvailable``); None when not known."""
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def _read_array(zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    with zf.open(f"{key}.npy") as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _check_names(path: Path, stored: list[str], names: list[str]) -> None:
     if stored != names:
         diff = next((i for i, (a, b) in enumerate(zip(stored, names)) if a != b), min(len(stored), len(names)))
         got = stored[diff] if diff < len(stored) else "<end>"
@@ -161,35 +232,27 @@ def load_probmap(
             f"{path}: class names differ from the expected {len(names)} at index {diff}: "
             f"file has {got!r}, expected {want!r}"
         )
-    if probs.dtype != np.uint8:
-        raise YolohandError(f"{path}: 'probs' must be uint8 (probability x 255), got {probs.dtype}")
-    if probs.ndim != 3 or probs.shape[0] != len(names):
-        raise YolohandError(f"{path}: 'probs' must have shape ({len(names)}, H, W), got {probs.shape}")
-    if shape is not None and tuple(probs.shape[1:]) != tuple(shape):
-        raise YolohandError(
-            f"{path}: maps are {probs.shape[1]}x{probs.shape[2]} but the image is {shape[0]}x{shape[1]}"
-        )
-    return probs
 
 
 def probmap_shape(path: str | os.PathLike) -> tuple[int, int]:
     """(H, W) of a probability-map file, read from the .npy header inside the .npz (the maps
     themselves are not decompressed). YolohandError when it is not a readable map file."""
     path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as zf, zf.open("probs.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape = read(fh)[0]
-    except KeyError:
-        raise YolohandError(f"{path}: no 'probs' array") from None
-    except FileNotFoundError:
-        raise YolohandError(f"{path}: probability map not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise YolohandError(f"{path}: not a readable .npz probability map ({exc})") from None
-    if len(shape) != 3:
-        raise YolohandError(f"{path}: 'probs' must have shape (29, H, W), got {shape}")
-    return int(shape[1]), int(shape[2])
+    with _open(path) as zf:
+        try:
+            dims, _, _ = _header(path, zf, "probs")
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise YolohandError(f"{path}: corrupt probability map ({' '.join(str(exc).split())})") from None
+    _check_sides(path, dims, None)
+    return dims[1], dims[2]
+
+
+def _check_sides(path: Path, dims: tuple[int, ...], channels: int | None) -> None:
+    """YolohandError unless ``dims`` is (channels, H, W) (any channels when None) with sides 1..MAX_MAP_SIDE."""
+    if len(dims) != 3 or (channels is not None and dims[0] != channels):
+        raise YolohandError(f"{path}: 'probs' must have shape ({channels or len(CLASSES)}, H, W), got {dims}")
+    if not all(0 < d <= MAX_MAP_SIDE for d in dims[1:]):
+        raise YolohandError(f"{path}: 'probs' claims {dims[1]}x{dims[2]} maps; sides must be 1..{MAX_MAP_SIDE}")
 
 
 def iter_probmap_folder(folder: str | os.PathLike, suffix: str = ".png") -> list[tuple[str, Path]]:
