@@ -32,9 +32,13 @@ def train_fold(fold: int = 0, *, model: str | os.PathLike | None = None, **kwarg
 
         return train_smp(fold, spec=spec, **kwargs)
     if spec.family == "refine":
+        from yolohand.models.shared.plan import plan_run
+
+        # Planned (run place and inputs checked) before the refiner's module loads torch and Lightning (seconds).
+        plan = plan_run(fold, spec, **{k: v for k, v in kwargs.items() if k not in ("device", "progress", "time")})
         from yolohand.models.refine.train import train_fold as train_refine
 
-        return train_refine(fold, spec=spec, first_stage=first_stage_crops, **kwargs)
+        return train_refine(fold, spec=spec, first_stage=first_stage_crops, plan=plan, **kwargs)
     from yolohand.models.yolo.train import train_fold as train_yolo
 
     return train_yolo(fold, model=model, **kwargs)

@@ -147,13 +147,14 @@ def _build_refine(plan: dict[str, Any], devices):
 
 
 def train_fold(fold: int = 0, *, spec: ModelSpec, device: str | None = None, progress: bool = True,
-               first_stage: FirstStage | None = None, **kwargs: Any) -> TrainResult:
+               first_stage: FirstStage | None = None, plan: dict[str, Any] | None = None, **kwargs: Any) -> TrainResult:
     """Train the refiner ``spec`` on fold ``fold``; kwargs as :func:`yolohand.models.smp.train.train_fold`.
 
     ``first_stage(images, detector, device)``: the detector's class crops of each validation image
-    (given by :func:`yolohand.models.train.train_fold`, which knows every family)."""
+    (given by :func:`yolohand.models.train.train_fold`, which knows every family). ``plan``: the run's
+    :func:`~yolohand.models.shared.plan.plan_run` when the caller made it already (then kwargs are not read)."""
     from yolohand.models.shared.plan import plan_run, run_plan
 
     kwargs.pop("time", None)
-    plan = dict(plan_run(fold, spec, **kwargs), first_stage=first_stage)
+    plan = dict(plan if plan is not None else plan_run(fold, spec, **kwargs), first_stage=first_stage)
     return run_plan(plan, _build_refine, device=device, progress=progress)

@@ -14,11 +14,10 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from yolohand.config import default_path
 from yolohand.errors import YolohandError
 from yolohand.models.shared.checkpoint import ModelSpec, read_checkpoint
 from yolohand.models.shared.devices import cpu_processes, devices_of, is_worker
-from yolohand.models.shared.runs import TrainResult, check_run_dir, fold_yaml, read_rows
+from yolohand.models.shared.runs import TrainResult, check_run_place, fold_yaml, read_rows, run_folder, run_inputs
 
 __all__ = ["plan_run", "run_plan"]
 
@@ -31,10 +30,11 @@ def plan_run(fold: int, spec: ModelSpec, yolo=None, runs=None, name: str = "trai
     data = fold_yaml(yolo, fold)
     cfg = read_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
     args = merge_args(cfg, flags, spec.family)
-    run_dir = default_path("runs", runs) / name / f"fold{fold}"
+    run_dir = run_folder(runs, name, fold)
     last = run_dir / "weights" / "last.pt"
     # A DDP worker re-runs the command after rank 0 has set the run folder up: it must not judge it.
-    replace = False if is_worker() else check_run_dir(run_dir, force, resume)
+    # Rank 0 checks every input against the run folder before anything is built or deleted.
+    replace = False if is_worker() else check_run_place(run_dir, run_inputs(yolo, config, None, args), force, resume)
     lists = {s: data.parent / f"fold{fold}_{s}.txt" for s in ("train", "val")}
     for s, p in lists.items():
         if not p.is_file():

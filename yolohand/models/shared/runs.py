@@ -7,15 +7,22 @@ Every family writes ``<runs>/<name>/fold<k>/`` with ``weights/best.pt``, ``weigh
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from yolohand.config import default_path
 from yolohand.errors import YolohandError
 
-__all__ = ["TrainResult", "fold_yaml", "list_folds", "read_list", "check_run_dir", "read_rows"]
+__all__ = ["TrainResult", "fold_yaml", "list_folds", "read_list", "check_run_dir", "read_rows", "run_folder",
+           "check_run_name", "run_inputs", "check_run_place", "PATH_ARGS"]
+
+#: Run arguments (``--config`` keys of either family) that name a file the run reads.
+PATH_ARGS = ("model", "pretrained", "detector", "encoder_weights")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,70 @@ def check_run_dir(run_dir: Path, force: bool, resume: bool) -> bool:
     if last.is_file() and not force:
         raise YolohandError(f"{run_dir}: run already exists (pass --force to replace it, or --resume to continue it)")
     return True
+
+
+def check_run_name(name: str) -> str:
+    """``name`` when it is a plain folder name (``--name``); YolohandError for a path, ``..`` or nothing:
+    a run name is a name, so a run never escapes ``--runs``."""
+    text = str(name)
+    if text.strip() in ("", ".", "..") or "/" in text or "\\" in text or os.sep in text or "\0" in text:
+        raise YolohandError(f"--name {text!r}: a run name is a plain folder name (no '/', '..' or absolute path); "
+                            "use --runs to choose where runs go")
+    return text
+
+
+def run_folder(runs: str | os.PathLike | None, name: str, fold: int) -> Path:
+    """``<runs>/<name>/fold<k>``, the one folder a fold's run writes (``name`` checked by :func:`check_run_name`)."""
+    return default_path("runs", runs) / check_run_name(name) / f"fold{fold}"
+
+
+def run_inputs(yolo: str | os.PathLike | None, config: object = None, model: object = None,
+               args: Mapping[str, object] | None = None) -> list[tuple[str, Path]]:
+    """Every file or folder a training run reads, each with the words that name it in messages:
+    the converted data (``--yolo``) and the raw dataset its images link to (``convert_report.json``'s
+    ``root``), ``--config``, ``--model`` when it is a file, and the files the config names
+    (:data:`PATH_ARGS`: ``model:``, ``pretrained:``, ``detector:``, ``encoder_weights:``). Values that
+    are not existing paths (``imagenet``, a bundled ``yolo11n-seg.yaml``, ``true``) are left out."""
+    root = default_path("yolo", yolo)
+    found: list[tuple[str, Path]] = [("--yolo", root)]
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        raw = json.loads((root / "convert_report.json").read_text(encoding="utf-8")).get("root")
+        if raw:
+            found.append(("the raw dataset", Path(raw)))
+    where = str(config) if isinstance(config, (str, os.PathLike)) else "the run arguments"
+    if isinstance(config, (str, os.PathLike)):
+        found.append(("--config", Path(config)))
+    if isinstance(model, (str, os.PathLike)) and str(model):
+        found.append(("--model", Path(model)))
+    for key in PATH_ARGS:
+        value = (args or {}).get(key)
+        if isinstance(value, (str, os.PathLike)) and str(value) and not (key == "model" and model is not None):
+            found.append((f"{key} (in {where})", Path(value)))
+    return [(what, path) for what, path in found if os.path.lexists(Path(path).expanduser())]
+
+
+def check_run_place(run_dir: Path, inputs: Iterable[tuple[str, Path]], force: bool, resume: bool) -> bool:
+    """:func:`check_run_dir`, and the run's inputs (:func:`run_inputs`) against the run folder:
+    True when an existing folder is to be replaced. Called before any model is built.
+
+    A run folder inside an input (``--runs datasets/yolo/runs``) is refused; so is replacing a run
+    folder that holds an input (``--model runs/y/fold0/weights/best.pt --name y --force``: the
+    checkpoint would be deleted before it is read). Nothing is moved or deleted here.
+    """
+    from yolohand.core.paths import resolved, write_location
+
+    replace = check_run_dir(run_dir, force, resume)
+    place = resolved(run_dir)
+    for what, path in inputs:
+        spots = {write_location(path), resolved(path)}  # the name given and, for a link, what it points to
+        if any(place == spot or place.is_relative_to(spot) for spot in spots):
+            raise YolohandError(f"{run_dir}: the run folder lies inside {what} {path}; a run never writes into its "
+                                "inputs: choose --runs outside it")
+        if replace and any(spot.is_relative_to(place) for spot in spots):
+            instead = "convert the data again outside it" if what == "--yolo" else f"copy it out of {run_dir} first"
+            raise YolohandError(f"{path}: {what} lies inside the run folder {run_dir}, which this run replaces "
+                                f"(--force); {instead}, or train under another --name")
+    return replace
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

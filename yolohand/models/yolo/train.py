@@ -77,10 +77,9 @@ from typing import Any
 
 import yaml
 
-from yolohand.config import default_path
 from yolohand.defaults import DICE_KEY
 from yolohand.errors import YolohandError
-from yolohand.models.shared.runs import TrainResult, check_run_dir, fold_yaml
+from yolohand.models.shared.runs import TrainResult, check_run_place, fold_yaml, run_folder, run_inputs
 
 __all__ = [
     "DATA_DEFAULTS", "DEFAULT_IMGSZ", "DEFAULT_MODEL", "DICE_KEY", "TrainPlan", "plan_train", "run_plan", "train_fold",
@@ -314,14 +313,12 @@ def _model_args(args: dict[str, Any], data: Path) -> list[str]:
             f"its first convolution is adapted ({'RGB filters summed' if ch_data == 1 else 'filters copied'})"]
 
 
-def _run_layout(args: dict[str, Any], run_dir: Path, force: bool, resume: bool) -> bool:
-    """Check the run folder against --force/--resume (YolohandError); set ``resume``; True if it is to be replaced."""
-    replace = check_run_dir(run_dir, force, resume)
+def _resume_args(args: dict[str, Any], run_dir: Path, resume: bool) -> None:
+    """With --resume: check ``last.pt`` can be continued and point ``resume``/``model`` at it."""
     if resume:
         last = run_dir / "weights" / "last.pt"
         _check_resumable(last)
         args["resume"] = args["model"] = str(last)
-    return replace
 
 
 def plan_train(
@@ -348,6 +345,10 @@ def plan_train(
         raise YolohandError(f"--threads {threads}: must be at least 1")
     cfg = read_run_config(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
     args = merge_train_args(cfg, flags)
+    run_dir = run_folder(runs, name, fold)
+    # The run place and every input, before the model is looked at (ultralytics' import, seconds)
+    # and long before anything is deleted: a run never replaces a folder holding one of its inputs.
+    replace = check_run_place(run_dir, run_inputs(yolo, config, model, args), force, resume)
     args["model"] = resolve_model(model if model is not None else args.get("model", DEFAULT_MODEL))
     args["imgsz"], warning = _choose_imgsz(data, args.get("imgsz"))
     args["device"] = parse_device(device if device is not None else args.get("device"))
@@ -355,10 +356,8 @@ def plan_train(
     if "amp" not in cfg or on_cpu:
         args["amp"] = not on_cpu  # explicit: AMP needs CUDA; the GPU check is made offline (trainer.py)
     notes = _model_args(args, data)
-    project = default_path("runs", runs) / name
-    run_dir = project / f"fold{fold}"
-    replace = _run_layout(args, run_dir, force, resume)
-    args.update(data=str(data), project=str(project), name=f"fold{fold}", exist_ok=True)
+    _resume_args(args, run_dir, resume)
+    args.update(data=str(data), project=str(run_dir.parent), name=f"fold{fold}", exist_ok=True)
     return TrainPlan(fold, data, run_dir, args, replace, threads, tuple(notes), (warning,) if warning else ())
 
 
