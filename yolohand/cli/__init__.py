@@ -69,6 +69,9 @@ _COMMANDS = [
     ("pick", "pick", "Score several models' validation predictions per class against ground truth and pick per class "
      "the best (guarded against overfitting, held-out scores shown); a fusion YAML for ensemble --fusion.",
      "Per-class best model -> a fusion YAML."),
+    ("pseudo", "pseudo", "Turn test predictions (CSV or maps) that pass a confidence rule into polygon JSONs in the "
+     "competition layout under a new root, for convert and train; the original data is never written.",
+     "Test predictions -> pseudo-label JSONs."),
     ("show", "show", "Draw ground truth and/or a submission's masks over an X-ray, with a legend.",
      "Masks over an X-ray as a PNG, with a legend."),
     ("compare", "compare", "Per-class IoU of two submissions and an HTML report of where they disagree.",
