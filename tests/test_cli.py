@@ -12,7 +12,8 @@ from yolohand import __version__
 from yolohand.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ["synth", "convert", "train", "predict", "gt", "evaluate", "ensemble", "show", "compare", "import", "app"]
+COMMANDS = ["synth", "convert", "train", "predict", "gt", "evaluate", "ensemble", "thresholds", "pick", "pseudo", "show",
+            "compare", "import", "app"]
 
 
 def _run(argv, capsys):
