@@ -351,3 +351,42 @@ def test_a_map_larger_than_memory_is_refused_from_its_header(tmp_path, monkeypat
     monkeypatch.setattr(probmaps, "_free_memory", lambda: 1000)
     with pytest.raises(YolohandError, match=r"m.npz: its maps are 64x64 \(0.0 GiB\), more than the 0.0 GiB of memory"):
         probmaps.load_probmap(path)
+
+
+# --------------------------------------------------------------------------- 10. bad yolohand.yaml values, fold YAMLs
+
+
+@pytest.mark.parametrize("value, says", [("[1, 2]", "runs: [1, 2] is not a path"), ("", "runs: empty"),
+                                         ("true", "runs: True is not a path"), ("{a: 1}", "runs: {'a': 1} is not a path")])
+def test_yolohand_yaml_values_of_the_wrong_type(tmp_path, run_cli, monkeypatch, value, says):
+    monkeypatch.chdir(tmp_path)
+    Path("yolohand.yaml").write_text(f"runs: {value}\n")
+    line = one_error(*run_cli(["train"])[::2], f"yolohand.yaml: {says}")
+    assert line.endswith("expected a folder, e.g. runs: runs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolohand.yaml"]
+
+
+def test_fold_yaml_of_random_bytes_names_the_file(tmp_path, monkeypatch):
+    from yolohand.data.convert import cache_imgsz, read_fold_yaml
+
+    fold = tmp_path / "fold0.yaml"
+    fold.write_bytes(bytes(range(128, 256)) * 3)
+    for read in (read_fold_yaml, cache_imgsz):
+        with pytest.raises(YolohandError, match=f"^{fold}: not valid YAML \\(not UTF-8 text\\)$"):
+            read(fold)
+    fold.write_text("- 1\n")
+    with pytest.raises(YolohandError, match=f"^{fold}: not a fold YAML"):
+        read_fold_yaml(fold)
+    fold.write_text("cache_imgsz: big\n")
+    with pytest.raises(YolohandError, match="cache_imgsz: 'big' is not a size in pixels"):
+        cache_imgsz(fold)
+
+
+def test_train_on_a_fold_yaml_of_random_bytes(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fold = tmp_path / "yolo" / "folds" / "fold0.yaml"
+    fold.parent.mkdir(parents=True)
+    fold.write_bytes(bytes(range(250, 256)) + bytes(range(128, 250)))
+    code, _, err = run_cli(["train", "--yolo", "yolo", "--runs", "runs", "--model", "yolo11n-seg.yaml"])
+    assert one_error(code, err, fold) == f"error: {fold}: not valid YAML (not UTF-8 text)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo"]

@@ -73,8 +73,20 @@ def load_config(cwd: str | Path = ".") -> dict[str, str]:
         if unknown:
             raise YolohandError(f"{path}: unknown setting {unknown[0]!r}{did_you_mean(unknown[0], DEFAULTS)}; "
                                 f"known: {', '.join(sorted(DEFAULTS))}")
-        config.update({k: str(v) for k, v in user.items()})
+        for key, value in user.items():
+            config[key] = _path_setting(path, key, value)
     return config
+
+
+def _path_setting(path: Path, key: str, value: object) -> str:
+    """A ``yolohand.yaml`` value as a path; YolohandError naming the file and key for anything but
+    a non-empty string (or a number, a folder named ``2024``): ``runs: [1, 2]`` is not a path."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        shown = "empty" if value is None or isinstance(value, str) else f"{value!r} is not a path"
+        raise YolohandError(f"{path}: {key}: {shown}; expected a folder, e.g. {key}: {DEFAULTS[key]}")
+    return value
 
 
 def default_path(key: str, value: str | Path | None = None) -> Path:

@@ -732,9 +732,24 @@ def cache_imgsz(data_yaml: str | os.PathLike) -> int | None:
     ultralytics loads ``<image>.npy`` instead of the image whenever it exists, so training at
     another imgsz would silently start from the cached size: train with ``imgsz`` equal to it.
     """
-    data = yaml.safe_load(Path(data_yaml).read_text()) or {}
-    value = data.get("cache_imgsz")
-    return int(value) if value else None
+    value = read_fold_yaml(data_yaml).get("cache_imgsz")
+    if value in (None, 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise YolohandError(f"{data_yaml}: cache_imgsz: {value!r} is not a size in pixels (re-run `yolohand convert`)")
+    return value
+
+
+def read_fold_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of a fold YAML written by convert; YolohandError naming the file when it cannot
+    be read, is not UTF-8 YAML (random bytes) or not a mapping."""
+    from yolohand.config import read_yaml
+
+    data = read_yaml(Path(path))
+    if not isinstance(data, dict):
+        raise YolohandError(f"{path}: not a fold YAML (expected a mapping such as path:, train:, val:, names:); "
+                            "re-run `yolohand convert`")
+    return data
 
 
 __all__ = [
@@ -742,5 +757,5 @@ __all__ = [
     "REPORT_NAME", "normalise_points", "label_line", "label_to_pixels", "parse_label_file", "fill_dice",
     "fingerprint", "select_records", "ConvertReport", "default_workers", "ConvertPlan",
     "check_convert_args", "plan_conversion", "reuse_previous", "collect_results", "write_dataset",
-    "convert_dataset", "cache_imgsz",
+    "convert_dataset", "cache_imgsz", "read_fold_yaml",
 ]

@@ -214,11 +214,12 @@ def resolve_model(model: str | os.PathLike) -> str:
 
 
 def _data_channels(data_yaml: Path) -> int:
-    try:
-        data = yaml.safe_load(data_yaml.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise YolohandError(f"{data_yaml}: not valid YAML ({exc})") from None
-    return int(data.get("channels", 3)) if isinstance(data, dict) else 3
+    from yolohand.data.convert import read_fold_yaml
+
+    channels = read_fold_yaml(data_yaml).get("channels", 3)
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise YolohandError(f"{data_yaml}: channels: {channels!r}, expected 1 or 3 (re-run `yolohand convert`)")
+    return int(channels)
 
 
 def _load_checkpoint(pt: Path) -> Any:
