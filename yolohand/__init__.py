@@ -54,6 +54,12 @@ _EXPORTS: dict[str, str] = {
     "format_table": "yolohand.results.evaluate",
     "hard_vote": "yolohand.results.ensemble",
     "soft_vote": "yolohand.results.ensemble",
+    "fit_thresholds": "yolohand.results.thresholds",
+    "load_thresholds": "yolohand.results.thresholds",
+    "load_fusion": "yolohand.results.fusion",
+    "fuse": "yolohand.results.fusion",
+    "fit_sources": "yolohand.results.fusion",
+    "pseudo_labels": "yolohand.data.pseudo",
     "compare_submissions": "yolohand.viz.compare",
     # models (torch; ultralytics for the yolo family)
     "train_fold": "yolohand.models.train",
