@@ -38,7 +38,25 @@ REAL = {
     "bent_train": (0.11, 0.08),
     "bent_test": (0.58, 0.15),
     "label_ceiling": (0.98, 0.005),
+    # The intensity ladder, finger waist, carpal shapes and radius texture of DESIGN.md 1b: medians
+    # (0-1) per image with the labels painted in class order, averaged over images; measured as
+    # ../shared/tools/ladder.py measures the held-back real radiographs.
+    "background": (0.042, 0.05),
+    "tissue": (0.210, 0.05),
+    "fingertips": (0.305, 0.05),
+    "phalanges": (0.408, 0.05),
+    "metacarpals": (0.463, 0.05),
+    "carpals": (0.532, 0.05),
+    "radius": (0.600, 0.05),
+    "ulna": (0.616, 0.05),
+    "finger_waist": (0.513, 0.07),
+    "carpal_ellipse_iou": (0.796, 0.04),
+    "radius_texture": (0.34, 0.08),
 }
+#: Class groups of the ladder (class indices).
+LADDER_GROUPS = {"fingertips": [0, 3, 7, 11, 15], "phalanges": [1, 4, 5, 8, 9, 12, 13, 16, 17],
+                 "metacarpals": [2, 6, 10, 14, 18], "carpals": list(range(19, 27)), "radius": [27], "ulna": [28]}
+LADDER = ("background", "tissue", *LADDER_GROUPS, "finger_waist", "carpal_ellipse_iou", "radius_texture")
 
 
 @dataclass
@@ -57,6 +75,7 @@ class Accumulator:
     area_radius: list[float] = field(default_factory=list)
     bent: dict[str, list[bool]] = field(default_factory=lambda: {"train": [], "test": []})
     ceiling: list[np.ndarray] = field(default_factory=list)  # per image float (29,) Dice
+    ladder: dict[str, list[float]] = field(default_factory=dict)  # per image figure (keys of LADDER)
 
 
 def _masks(polys: dict[int, np.ndarray], h: int, w: int) -> list[tuple[np.ndarray, int, int]]:
@@ -115,9 +134,86 @@ def add_image(acc: Accumulator, image: np.ndarray, polys: dict[int, np.ndarray],
     acc.area_radius.append(float(np.count_nonzero(crops[ci["Radius"]][0])) * (2048 * 2048) / (h * w))
     if ci["Radius"] in polys and ci["finger-11"] in polys:
         acc.bent.setdefault(split, []).append(wrist_angle(polys) >= BENT_DEG)
+    for name, value in ladder_figures(g, crops).items():
+        if value is not None and np.isfinite(value):
+            acc.ladder.setdefault(name, []).append(float(value))
     if exact is not None:
         ex = _masks(exact, h, w)
         acc.ceiling.append(np.array([_dice(_paste(*crops[c], h, w), _paste(*ex[c], h, w)) for c in range(NUM_CLASSES)]))
+
+
+def _waist(mask: np.ndarray) -> float | None:
+    """Narrowest width in the middle 40 % of the long axis / widest in the end thirds (pixel
+    counts of 20 bins along the principal axis; the outermost bins left out)."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < 30:
+        return None
+    p = np.stack([xs, ys], 1).astype(float)
+    p -= p.mean(0)
+    t = p @ np.linalg.svd(p, full_matrices=False)[2][0]
+    bins = np.clip(((t - t.min()) / max(t.max() - t.min(), 1e-9) * 20).astype(int), 0, 19)
+    width = np.bincount(bins, minlength=20).astype(float)
+    return float(width[8:12].min() / max(width[1:6].max(), width[14:19].max()))
+
+
+def _ellipse_iou(mask: np.ndarray) -> float | None:
+    """IoU of a shape with the ellipse cv2.fitEllipse fits to its outer contour."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    c = max(contours, key=cv2.contourArea)
+    if len(c) < 6:
+        return None
+    e = np.zeros(mask.shape, np.uint8)
+    cv2.ellipse(e, cv2.fitEllipse(c), 1, -1)
+    return float((mask & (e > 0)).sum() / max(1, (mask | (e > 0)).sum()))
+
+
+def ladder_figures(g: np.ndarray, crops: list[tuple[np.ndarray, int, int]]) -> dict[str, float | None]:
+    """The ladder rows of one image: ``g`` float (H, W) in 0-1, ``crops`` its 29 label crops.
+
+    Labels are painted in class order where bones overlap (as the real labels were measured).
+    Background: median farther than 80 px (at 2048) from any bone; tissue: within 6 px of one.
+    """
+    import cv2
+
+    h, w = g.shape
+    scale = h / 2048
+    painted = np.zeros((h, w), np.uint8)
+    for c, (crop, y0, x0) in enumerate(crops):
+        view = painted[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]]
+        view[crop] = c + 1
+    dist = cv2.distanceTransform((painted == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    far, near = g[dist > 80 * scale], g[(dist > 0) & (dist <= 6 * scale)]
+    out: dict[str, float | None] = {
+        "background": float(np.median(far)) if far.size else None,
+        "tissue": float(np.median(near)) if near.size else None,
+    }
+    for group, idx in LADDER_GROUPS.items():
+        inside = np.isin(painted, np.asarray(idx) + 1)
+        out[group] = float(np.median(g[inside])) if inside.any() else None
+    waists = [_waist(painted == c + 1) for c in range(19) if c not in LADDER_GROUPS["fingertips"]]
+    ellipses = [_ellipse_iou(painted == c + 1) for c in (21, 22, 23, 24)]
+    out["finger_waist"] = float(np.mean([v for v in waists if v is not None])) if any(v is not None for v in waists) else None
+    out["carpal_ellipse_iou"] = (float(np.mean([v for v in ellipses if v is not None]))
+                                 if any(v is not None for v in ellipses) else None)
+    out["radius_texture"] = _radius_texture(g, painted == 28, dist, scale)
+    return out
+
+
+def _radius_texture(g: np.ndarray, radius: np.ndarray, dist: np.ndarray, scale: float) -> float | None:
+    """Std of the intensity inside the radius / its contrast to the tissue within 6 px of it."""
+    import cv2
+
+    if radius.sum() < 100:
+        return None
+    ring = cv2.dilate(radius.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(12 * scale) | 1,) * 2))
+    beside = g[(ring > 0) & (dist > 0)]
+    inside = g[radius]
+    contrast = float(np.median(inside)) - (float(np.median(beside)) if beside.size else 0.0)
+    return float(inside.std() / contrast) if contrast > 0.02 else None
 
 
 def _polys_of(path: Path) -> dict[int, np.ndarray]:
@@ -176,6 +272,7 @@ def summarise(acc: Accumulator) -> dict[str, float]:
         "bent_train": avg(acc.bent.get("train", [])),
         "bent_test": avg(acc.bent.get("test", [])),
         "label_ceiling": float(np.mean(np.mean(acc.ceiling, axis=0))) if acc.ceiling else float("nan"),
+        **{name: avg(acc.ladder.get(name, [])) for name in LADDER},
     }
 
 
@@ -190,4 +287,5 @@ def compare_table(stats: dict[str, float]) -> list[str]:
     return rows
 
 
-__all__ = ["REAL", "BENT_DEG", "Accumulator", "add_image", "compare_table", "dataset_stats", "summarise", "wrist_angle", "CLASSES"]
+__all__ = ["REAL", "BENT_DEG", "LADDER", "LADDER_GROUPS", "ladder_figures",
+            "Accumulator", "add_image", "compare_table", "dataset_stats", "summarise", "wrist_angle", "CLASSES"]

@@ -44,6 +44,7 @@ import numpy as np
 from yolohand.core.atomic import atomic_dir
 from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.core.paths import DATASET
+from yolohand.data.anatomy import BoneShapes
 from yolohand.data.layout import polygon_crop
 from yolohand.data.workers import cv2_single_threaded, start_pool
 from yolohand.errors import YolohandError
@@ -56,7 +57,7 @@ FINGER_NAMES = ("thumb", "index", "middle", "ring", "little")
 BENT_WRIST = {"train": 0.15, "test": 0.4}
 #: The xray style follows the real shares (DESIGN.md): ~11 % of train, ~58 % of test.
 XRAY_BENT_WRIST = {"train": 0.11, "test": 0.58}
-STYLES = ("xray", "flat")
+STYLES = ("xray", "xray19", "flat")
 EXACT_DIR = "exact_json"  # <split>/exact_json/IDnnn/<stem>.json: the renderer's exact contours
 KNOWN_BAD_NAME = "known_bad.json"  # the images the xray style mislabelled on purpose
 
@@ -237,6 +238,7 @@ def hand_outlines(
     scaphoid: tuple[tuple[float, float], tuple[float, float]] = ((-60.0, 146.0), (-120.0, 62.0)),
     flexion: np.ndarray | None = None,
     gap_scale: np.ndarray | None = None,
+    shapes: BoneShapes | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """All 29 bone outlines of a right hand (thumb at -x) in the canonical frame.
 
@@ -244,6 +246,8 @@ def hand_outlines(
     ``scaphoid``: its proximal and distal end. ``flexion``: float (5, 3) radians per finger and
     joint (MCP, PIP, DIP; the thumb uses two): a flexed finger's phalanges are foreshortened
     and its joints project onto each other. ``gap_scale``: float (5, 3) joint-space factors.
+    ``shapes``: the anatomical outlines of :mod:`yolohand.data.anatomy` (waisted finger bones,
+    eight carpal shapes, the distal radius and ulna); None draws the older rods and ellipses.
     Returns (outlines: class name -> float64 (N, 2), landmarks: name -> float64 (K, 2) points
     used to draw the soft tissue: each finger's joint chain, carpometacarpal joint first).
     """
@@ -271,28 +275,37 @@ def hand_outlines(
             if bi > 0 and flexion is not None:  # foreshortened in projection; the heads overlap
                 theta = float(flexion[fi, bi - 1])
                 scale_gap = 1.0 if gap_scale is None else float(gap_scale[fi, bi - 1])
-                gap = gap * scale_gap * np.cos(theta) - np.sin(theta) * ray["widths"][bi - 1][2] * w * 0.9
+                overlap = 0.9 if shapes is None else shapes.flexed_overlap
+                gap = gap * scale_gap * np.cos(theta) - np.sin(theta) * ray["widths"][bi - 1][2] * w * overlap
                 length = length * np.cos(theta)
             p0 = p + d * gap
             p1 = p0 + d * length
             is_tip = bi == len(lengths) - 1
-            outline = long_bone(
-                p0, p1, w0 * w, ws * w, w1 * w,
-                cap0=0.35, cap1=0.55 if is_tip else 0.85,
-                bend=float(patient.bends[cls - 1]),
-            )
+            if shapes is not None:
+                role = "metacarpal" if bi == 0 else "tip" if is_tip else "phalanx"
+                outline = shapes.finger(p0, p1, (w0 * w, ws * w, w1 * w), role, float(patient.bends[cls - 1]))
+            else:
+                outline = long_bone(
+                    p0, p1, w0 * w, ws * w, w1 * w,
+                    cap0=0.35, cap1=0.55 if is_tip else 0.85,
+                    bend=float(patient.bends[cls - 1]),
+                )
             out[f"finger-{cls}"] = outline
             chain.append(p1)
             p = p1
         marks[finger] = np.array(chain)
 
     for name, (centre, a, b, ang) in (carpals or _CARPALS).items():
-        out[name] = round_bone(centre, a * w * 1.06, b * w * 1.06, ang, patient.carpal_harmonics[name])
+        args = (centre, a * w * 1.06, b * w * 1.06, ang, patient.carpal_harmonics[name])
+        out[name] = round_bone(*args) if shapes is None else shapes.carpal(name, *args)
     # Scaphoid: an elongated, waisted bone lying obliquely under the trapezium.
     h = patient.carpal_harmonics["Scaphoid"][:, 0]
     s0 = np.array(scaphoid[0], float)
     s1 = np.array(scaphoid[1], float)
-    out["Scaphoid"] = long_bone(s0, s1, 34 * w * (1 + h[0]), 26 * w, 31 * w * (1 + h[1]), cap0=1.0, cap1=1.0, n=40)
+    if shapes is not None:
+        out["Scaphoid"] = shapes.scaphoid(s0, s1, w, h)
+    else:
+        out["Scaphoid"] = long_bone(s0, s1, 34 * w * (1 + h[0]), 26 * w, 31 * w * (1 + h[1]), cap0=1.0, cap1=1.0, n=40)
 
     if pose.wrist_bend:
         for name in list(out):
@@ -303,6 +316,9 @@ def hand_outlines(
 
     # Forearm: the radius ends under scaphoid and lunate with a slanted distal end (styloid on
     # the thumb side), the ulna slightly shorter on the other side. Both run off the image.
+    if shapes is not None:
+        out["Radius"], out["Ulna"] = shapes.radius(w), shapes.ulna(w)
+        return out, marks
     out["Radius"] = long_bone(
         (-28, 1400), (-42, 158), 40 * w, 37 * w, 68 * w, cap0=0.3, cap1=0.25, skew1=-0.4, n=96, flare=0.1
     )
@@ -336,13 +352,14 @@ def place_hand(
     scale: float,
     zoom: tuple[float, float] = (1.15, 1.45),
     reach_px: tuple[float, float] = (250, 450),
+    rotation_sd: float = 7.0,
 ) -> Placement:
     """Rotate, mirror, scale (by ``zoom``, at most what fits) and translate the hand into the image.
 
     Every bone but the forearm, plus the distal ``reach_px`` reference px of radius and ulna,
     must fit inside the margins; the forearm then runs off the bottom edge as in real radiographs.
     """
-    ang = np.deg2rad(rng.normal(0, 7))
+    ang = np.deg2rad(rng.normal(0, rotation_sd))
     c, s = np.cos(ang), np.sin(ang)
     lin = np.array([[c, -s], [s, c]]) @ np.diag([-1.0 if mirror else 1.0, 1.0])
     k = size / REF_SIZE * scale * rng.uniform(*zoom)
@@ -571,7 +588,7 @@ class ImageJob:
     mirror: bool  # True: left hand (thumb at +x)
     color: bool  # write a 3-channel PNG
     bent_wrist_p: float = 0.15  # probability of a bent wrist
-    style: str = "xray"  # "xray": simulated radiograph + annotator polygons; "flat": painted masks
+    style: str = "xray"  # "xray" (version 2) / "xray19": simulated radiograph + annotator polygons; "flat": painted masks
     exact_path: str = ""  # xray style: where the renderer's exact contours go (for the label ceiling)
 
 
@@ -680,7 +697,7 @@ def write_image(job: ImageJob) -> tuple[int, str | None]:
     Returns (polygon points written, "a<->b" when the xray style swapped two labels, else None).
     """
     swapped = None
-    if job.style == "xray":
+    if job.style != "flat":
         from yolohand.data.phantom import xray_hand
 
         made = xray_hand(job)
@@ -738,7 +755,7 @@ class SynthSummary:
             f"IDs: {len(self.train_ids)} train, {len(self.test_ids)} test; seed {self.seed}; "
             f"{self.points / max(self.images * NUM_CLASSES, 1):.0f} points per polygon on average",
             f"style {self.style}" + (f"; {self.mislabelled} image(s) mislabelled on purpose (known_bad.json)"
-                                     if self.style == "xray" else ""),
+                                     if self.style != "flat" else ""),
             f"{self.seconds:.1f} s with {self.workers} worker(s)",
         ]
 
@@ -779,9 +796,9 @@ def plan_jobs(
                     patient_seed=(seed, number),
                     mirror=mirror,
                     color=bool(rng.random() < 0.3),
-                    bent_wrist_p=(XRAY_BENT_WRIST if style == "xray" else BENT_WRIST)[split],
+                    bent_wrist_p=(BENT_WRIST if style == "flat" else XRAY_BENT_WRIST)[split],
                     style=style,
-                    exact_path=str(out / split / EXACT_DIR / pid / f"{stem}.json") if style == "xray" else "",
+                    exact_path=str(out / split / EXACT_DIR / pid / f"{stem}.json") if style != "flat" else "",
                 )
             )
     return jobs, train, test
@@ -842,7 +859,7 @@ def generate_dataset(
                     if swapped:
                         bad[f"{Path(job.image_path).parent.parent.parent.name}/{job.rel_dir}/{job.name}"] = swapped
                     bar.update()
-        if style == "xray":
+        if style != "flat":
             (tmp / KNOWN_BAD_NAME).write_text(json.dumps(
                 {"why": "labels swapped on purpose, like the real ID058/ID089", "images": bad}, indent=1))
     summary = SynthSummary(
