@@ -43,8 +43,9 @@ def thresholds(
     typer.echo(format_fit(fit))
     at_half, fitted = fit.mdice()
     changed = int((fit.thresholds != 0.5).sum())
+    held = float(fit.choice.heldout_gain.mean())
+    held_text = "n/a (one half is empty)" if held != held else f"{held:+.4f} (fit on one half, scored on the other)"
     typer.echo(
         f"{changed} of {len(fit.thresholds)} classes moved off 0.5 on {fit.choice.n_images} images: "
-        f"mDice {at_half:.4f} -> {fitted:.4f} in-sample, held-out gain {float(fit.choice.heldout_gain.mean()):+.4f} "
-        f"(fit on one half, scored on the other) -> {path} in {fit.seconds:.1f} s"
+        f"mDice {at_half:.4f} -> {fitted:.4f} in-sample, held-out gain {held_text} -> {path} in {fit.seconds:.1f} s"
     )
