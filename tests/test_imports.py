@@ -1,4 +1,4 @@
-"""The import graph of yolohand.models: no circle, and layers that import only downwards.
+"""The import graph of yolohand.models (and yolohand.data): no circle, and layers that import only downwards.
 
 Read from the sources with ast (every import, at module level or inside a function), so a
 circle hidden behind a lazy import counts too.
@@ -34,9 +34,9 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """module -> the yolohand.models modules it imports (itself and its own package left out)."""
-    paths = {_module_name(p): p for p in (PACKAGE / "models").rglob("*.py")}
+def import_graph(package: str = "models") -> dict[str, set[str]]:
+    """module -> the yolohand.<package> modules it imports (itself and its own package left out)."""
+    paths = {_module_name(p): p for p in (PACKAGE / package).rglob("*.py")}
     modules = set(paths)
     graph = {}
     for name, path in paths.items():
@@ -77,6 +77,15 @@ def test_models_has_no_import_circle():
     graph = import_graph()
     assert f"{MODELS}.shared.checkpoint" in graph and f"{MODELS}.family" in graph
     assert find_cycle(graph) == []
+
+
+def test_data_has_no_import_circle():
+    # The phantom's parts (hand geometry, anatomy, projection, detector, annotation) import one
+    # way: synth -> phantom -> projection/detector -> hand -> anatomy (issue 25).
+    graph = import_graph("data")
+    assert "yolohand.data.phantom" in graph and "yolohand.data.synth" in graph
+    assert find_cycle(graph) == []
+    assert "yolohand.data.synth" not in graph["yolohand.data.phantom"]
 
 
 def _imported_by(prefix: str) -> set[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from yolohand.data.synth import FINGER_NAMES, Patient, Placement, Tissue
+from yolohand.data.hand import FINGER_NAMES, Patient, Placement, Tissue
 
 #: Rates of the artifacts and labelling quirks per image.
 RATES = {

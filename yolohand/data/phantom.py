@@ -2,13 +2,24 @@
 
 The ``flat`` style (:mod:`yolohand.data.synth`) paints each bone from its label mask, so a bone's
 bright, sharp outline gives its boundary away. This style simulates the radiograph instead and
-derives the labels as an annotator would draw them:
+derives the labels as an annotator would draw them. This module samples one image and puts the
+parts together; each part has a module of its own, imported one way (no circle):
+:mod:`~yolohand.data.hand` (the skeleton in geometry, pose, placement), :mod:`~yolohand.data.anatomy`
+(version 2's bone shapes), :mod:`~yolohand.data.projection` (line integrals through tissue and
+bone), :mod:`~yolohand.data.detector` (acquisition, detector, artifacts) and
+:mod:`~yolohand.data.annotate` (the annotator's polygons).
 
-1. Anatomy: the same per-patient bone outlines, with the carpus packed as in a real wrist
+Two versions, each reproducible byte for byte: ``--style xray`` (version 2, issue 25: waisted
+finger bones with flared bases and condyles, eight carpal shapes, the distal radius and ulna,
+cortex and cancellous bone varying along each bone, a trabecular network, per-bone thickness
+calibrated on the intensity ladder of real radiographs, wider domain randomisation, detector
+striping and a saturated top band) and ``--style xray19`` (the first phantom, issue 19).
+
+1. Anatomy: per-patient bone outlines, with the carpus packed as in a real wrist
    (Triquetrum/Pisiform and Trapezoid/Trapezium overlapping), flexed fingers foreshortened,
    joint spaces of varying width, bent wrists up to 50 degrees, and one or two sesamoid bones
    at the thumb's MCP joint. The renderer's **exact** masks are the pixel fills of these outlines.
-2. Projection (:func:`render_xray`): a PA hand at about 45-50 kV. Each ray's line integral is
+2. Projection (:func:`~yolohand.data.projection.bone_integral`): a PA hand at about 45-50 kV. Each ray's line integral is
    ``mu_tissue * (T - sum L_bone) + sum(mu_cortex * L_cortex + mu_medulla * L_medulla)`` in cm;
    a bone is a tube (or, for the carpals, a dome) whose path lengths come from its mask's distance
    transform: the dense cortical shell makes a long bone's walls brighter than its middle, and
@@ -49,6 +60,16 @@ from yolohand.data.detector import (
     sample_xray_look,
     sample_xray_look_v2,
 )
+from yolohand.data.hand import (
+    ImageJob,
+    Pose,
+    bone_polygon,
+    hand_outlines,
+    place_hand,
+    round_bone,
+    sample_patient,
+    tissue_shapes,
+)
 from yolohand.data.layout import polygon_crop
 from yolohand.data.projection import (
     CM_PER_REF_PX,
@@ -61,18 +82,9 @@ from yolohand.data.projection import (
     tissue_thickness_cm,
     tube_paths,
 )
-from yolohand.data.synth import (
-    XRAY_BENT_WRIST,
-    ImageJob,
-    Pose,
-    bone_polygon,
-    hand_outlines,
-    place_hand,
-    round_bone,
-    sample_patient,
-    tissue_shapes,
-)
 
+#: The xray style follows the real shares of bent wrists (DESIGN.md): ~11 % of train, ~58 % of test.
+XRAY_BENT_WRIST = {"train": 0.11, "test": 0.58}
 #: Label swaps of the mislabelled images (like the real ID089: Trapezium <-> Trapezoid).
 SWAPS = (("Trapezium", "Trapezoid"), ("Triquetrum", "Pisiform"), ("finger-4", "finger-8"))
 

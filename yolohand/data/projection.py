@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from yolohand.data.detector import XrayLook
-from yolohand.data.synth import Tissue, tissue_canvas
+from yolohand.data.hand import Tissue, tissue_canvas
 
 CM_PER_REF_PX = 0.02  # 2048-px reference frame: a metacarpal shaft ~0.65 cm wide
 #: Linear attenuation at ~50 keV, 1/cm (water ~0.21, cortical bone ~0.96).
