@@ -30,14 +30,17 @@ class Split(str, enum.Enum):
     test = "test"
 
 
-def parse_fold(text: str | int | None) -> int | None:
-    """``"all"`` -> None (every fold); ``"3"`` -> 3. Fold numbers start at 0."""
+def parse_fold(text: str | int | None) -> int | str | None:
+    """``"all"`` -> None (every fold); ``"3"`` -> 3; ``"none"`` -> ``"none"`` (train on every training
+    image, no validation: smp and refine). Fold numbers start at 0."""
     if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
         return None
+    if isinstance(text, str) and text.strip().lower() == "none":
+        return "none"
     try:
         value = int(text)
     except ValueError:
-        raise YolohandError(f"--fold {text!r}: expected a fold number (0, 1, ...) or 'all'") from None
+        raise YolohandError(f"--fold {text!r}: expected a fold number (0, 1, ...), 'all' or 'none'") from None
     if value < 0:
         raise YolohandError(f"--fold {value}: fold numbers start at 0")
     return value
@@ -54,6 +57,18 @@ def parse_numbers(text: str | None, flag: str = "--weights", example: str = "1,2
     if not all(math.isfinite(v) for v in values):
         raise YolohandError(f"{flag} {text!r}: {flag.lstrip('-')} must be finite numbers")
     return values
+
+
+def parse_scales(text: str | tuple | None) -> tuple[float, ...]:
+    """``--tta-scales "0.8,1,1.25"`` -> ``(0.8, 1.0, 1.25)``; None or "" -> ``(1.0,)`` (no multi-scale TTA)."""
+    if isinstance(text, tuple):
+        return text
+    values = parse_numbers(text, "--tta-scales", "0.8,1,1.25")
+    if values is None:
+        return (1.0,)
+    if not all(0 < v <= 8 for v in values) or len(set(values)) != len(values):
+        raise YolohandError(f"--tta-scales {text!r}: expected distinct scales in (0, 8], e.g. 0.8,1,1.25")
+    return tuple(values)
 
 
 def parse_weights(text: str | None) -> list[float] | None:
@@ -123,4 +138,4 @@ def format_size(shape: tuple[int, int]) -> str:
 
 
 __all__ = ["MAX_SIDE", "Split", "as_param", "check_device", "choice", "format_size", "parse_fold", "parse_numbers",
-           "parse_size", "parse_weights", "size_option"]
+           "parse_scales", "parse_size", "parse_weights", "size_option"]

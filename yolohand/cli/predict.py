@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from yolohand import defaults as D  # zero-dependency: --help stays light
-from yolohand.cli.options import as_param, check_device
+from yolohand.cli.options import as_param, check_device, parse_scales
 
 
 def predict(
@@ -29,6 +29,18 @@ def predict(
     batch: int = typer.Option(1, "--batch", min=1, help="Images per forward pass (x2 with --tta); larger uses a GPU better."),
     half: bool = typer.Option(False, "--half", help="fp16 inference on a CUDA GPU (an error on CPU)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Also predict the horizontally flipped image and average."),
+    tta_scales: str = typer.Option(
+        "1", "--tta-scales", parser=as_param(parse_scales), metavar="S[,S...]",
+        help="Multi-scale TTA: predict at the input size times each scale (YOLO imgsz rounded to 32, smp plane) and "
+        "average, with the flip when --tta; 1 alone is the plain path.",
+    ),
+    window: int = typer.Option(
+        None, "--window", min=0, show_default=False,
+        help="smp: sliding windows of this side over the network's plane, blended with a Gaussian; 0: the whole plane "
+        "[default: the checkpoint's training window].",
+    ),
+    stride: int = typer.Option(None, "--stride", min=1, show_default=False,
+                               help="smp: sliding-window stride [default: the checkpoint's, else window / 2]."),
     threshold: float = typer.Option(D.THRESHOLD, "--threshold", min=0.0, max=1.0, help="Probability threshold for the masks (p >= threshold)."),
     thresholds: Path = typer.Option(
         None, "--thresholds", show_default=False,
@@ -79,11 +91,12 @@ def predict(
             raise YolohandError("--threshold and --thresholds: give one (a file of per-class thresholds, or one number)")
         per_class = load_thresholds(thresholds)
     settings = Settings(merge=merge, conf_weight=conf_weight, tta=tta, mask_mode=mask_mode, threshold=threshold,
-                        missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou)
+                        missing=missing, mask_threshold=mask_threshold, agree_iou=agree_iou, tta_scales=tta_scales)
     summary = predict_to_submission(
         rle, source=source, weights=weights or None, runs=runs, settings=settings, save_probs=save_probs, gt=gt,
         force=force, refiners=refiner or (), batch=batch, imgsz=imgsz, conf=conf, iou=iou, device=device,
         half=half or None,  # None: not forwarded (every loader's own default, fp32)
+        window=window, stride=stride,
         thresholds=per_class,
     )
     if summary.eval_table:

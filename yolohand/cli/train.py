@@ -10,7 +10,8 @@ from yolohand.cli.options import as_param, check_device, parse_fold
 
 
 def train(
-    fold: str = typer.Option("0", "--fold", help="Fold to train (its val list is the validation set), or 'all'."),
+    fold: str = typer.Option("0", "--fold", help="Fold to train (its val list is the validation set), 'all', or 'none': "
+                             "every training image, no validation, best.pt = the last epoch (smp/refine, after model selection)."),
     model: str = typer.Option(
         None, "--model",
         help="yolo: an ultralytics seg yaml (yolo11n-seg.yaml ... yolo26x-seg.yaml) or a local .pt to fine-tune; "
@@ -31,6 +32,18 @@ def train(
     yolo: Path = typer.Option(None, "--yolo", help="Converted dataset folder (default: datasets/yolo or yolohand.yaml)."),
     runs: Path = typer.Option(None, "--runs", help="Runs folder (default: runs or yolohand.yaml)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+    window: int = typer.Option(None, "--window", min=0, show_default=False,
+                               help="smp: train on random WxW windows of the image (at --imgsz, default: full resolution) "
+                               "and validate/predict by sliding windows; stored in the checkpoint."),
+    stride: int = typer.Option(None, "--stride", min=1, show_default=False,
+                               help="smp: the sliding-window stride stored as predict's default [default: window / 2]."),
+    clahe: str = typer.Option(None, "--clahe", metavar="CLIP[,TILE]", show_default=False,
+                              help="CLAHE before the network, in training and (from the checkpoint) prediction, e.g. 2.0 "
+                              "or 2.0,8 (tiles per side); none: off [default: off]."),
+    gamma: str = typer.Option(None, "--gamma", metavar="LO,HI", show_default=False,
+                              help="Gamma augmentation range while training, e.g. 0.7,1.5 [default: off]."),
+    swa: int = typer.Option(None, "--swa", min=0, show_default=False,
+                            help="smp/refine: best.pt = the average of the last N epochs' weights, BatchNorm re-estimated."),
 ) -> None:
     """Train a model (YOLO, smp or refine family) on <yolo>/folds/fold<k>.yaml; best.pt is the epoch with the best validation Dice."""
     from yolohand.models.shared.devices import is_worker
@@ -39,7 +52,8 @@ def train(
     k = parse_fold(fold)
     folds = list_folds(yolo) if k is None else [k]
     kwargs = dict(yolo=yolo, runs=runs, name=name, model=model, config=config, device=device, force=force,
-                  resume=resume, imgsz=imgsz, epochs=epochs, batch=batch, workers=workers, time=hours, threads=threads)
+                  resume=resume, imgsz=imgsz, epochs=epochs, batch=batch, workers=workers, time=hours, threads=threads,
+                  window=window, stride=stride, clahe=clahe, gamma=gamma, swa_epochs=swa)
     report = not is_worker()  # a DDP worker process trains its shard; rank 0 reports
     results = []
     for i in folds:
@@ -51,6 +65,9 @@ def train(
         return
     if len(results) > 1:
         typer.echo("\n" + format_results(results))  # ends with the mean over folds
+    elif k == "none":
+        r = results[0]
+        typer.echo(f"best.pt: {r.best} (every training image, no validation; epoch {r.best_epoch} of {r.epochs})")
     else:
         r = results[0]
         typer.echo(f"best.pt: {r.best} (validation Dice {r.dice:.4f}, epoch {r.best_epoch} of {r.epochs})")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from yolohand.core.classes import NUM_CLASSES
+from yolohand.data.preprocess import Clahe, apply_clahe
 from yolohand.errors import YolohandError
 
 __all__ = ["WINDOW_GROW", "BoneWindow", "windows_of", "build_crop_cache", "load_windows"]
@@ -62,8 +63,11 @@ def _cache_file(cache: Path, image: Path) -> Path:
     return cache / image.parent.name / f"{image.stem}.bones.npz"
 
 
-def build_crop_cache(images: list[Path], cache: Path, progress: bool = True) -> list[Path]:
-    """Write (or reuse, when newer than image and label) each image's windows; return the files."""
+def build_crop_cache(images: list[Path], cache: Path, progress: bool = True, clahe: Clahe | None = None) -> list[Path]:
+    """Write (or reuse, when newer than image and label) each image's windows; return the files.
+
+    ``clahe``: the windows are cut from the CLAHE of the full-resolution image
+    (:mod:`yolohand.data.preprocess`); give such a cache its own folder."""
     from tqdm.auto import tqdm
 
     from yolohand.data.layout import read_image
@@ -78,7 +82,7 @@ def build_crop_cache(images: list[Path], cache: Path, progress: bool = True) -> 
     for image, f in tqdm(todo, desc="cache bone windows", unit="img", disable=not progress or not todo):
         try:
             im = read_image(image)
-            windows = windows_of(im, label_masks(image, im.shape[:2]))
+            windows = windows_of(apply_clahe(im, clahe), label_masks(image, im.shape[:2]))
         except (OSError, ValueError) as exc:
             raise YolohandError(f"{image}: cannot build its bone windows ({exc})") from None
         _save_windows(f, windows)

@@ -29,7 +29,7 @@ def load_network(path: str | os.PathLike, *, batch: int = 1, **options: Any):
     """Load a first-stage checkpoint (yolo or smp) as a :class:`yolohand.models.predict.Network`.
 
     ``options``: ``imgsz``, ``device``, ``half`` for every family; ``conf``, ``iou``, ``max_det``
-    for YOLO (ignored by the others).
+    for YOLO; ``window``, ``stride`` for smp (ignored by the others).
     """
     path = Path(path)
     ckpt = read_checkpoint(path)
@@ -39,7 +39,7 @@ def load_network(path: str | os.PathLike, *, batch: int = 1, **options: Any):
     if family == "smp":
         from yolohand.models.smp.predict import load_network as load_smp
 
-        return load_smp(path, ckpt, batch=batch, **_only(options, "imgsz", "device", "half"))
+        return load_smp(path, ckpt, batch=batch, **_only(options, "imgsz", "device", "half", "window", "stride"))
     from yolohand.models.yolo.predict import load_network as load_yolo
 
     return load_yolo(path, batch=batch, **_only(options, "imgsz", "device", "conf", "iou", "max_det", "half"))

@@ -5,7 +5,9 @@ Each item is one (image, bone) of the fold's training images, read from the bone
 detector errs (:func:`~yolohand.models.refine.geometry.jitter_box`), a prior is made from the
 ground truth the way YOLO's masks are coarse (:func:`~yolohand.models.refine.geometry.degrade_prior`),
 the window is cut as prediction cuts it (:func:`~yolohand.models.refine.geometry.grow_box`), and
-image, prior and target are flipped left-right together half of the time. Random numbers come
+image, prior and target are flipped left-right together half of the time; with a ``gamma`` range the
+window's pixels get a random gamma (after CLAHE, which the cache of a ``clahe`` run already holds:
+:func:`yolohand.data.bone_crops.build_crop_cache`). Random numbers come
 from torch's generator, so a seed fixes the run and every epoch draws new boxes.
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from yolohand.data.bone_crops import BoneWindow, load_windows
+from yolohand.data.preprocess import apply_gamma
 from yolohand.models.refine.geometry import degrade_prior, grow_box, input_planes, jitter_box, resize_to
 
 __all__ = ["BoneSet", "make_item"]
@@ -37,7 +40,10 @@ def make_item(w: BoneWindow, args: dict[str, Any], rng: np.random.Generator) -> 
     jbox = jitter_box(box, float(args["jitter"]), rng, (0, 0, *hw))
     prior = degrade_prior(w.mask, jbox, float(args["prior_stride"]), rng)
     y0, x0, y1, x1 = grow_box(jbox, float(args["margin"]), hw)
-    planes = input_planes(w.image[y0:y1, x0:x1], prior[y0:y1, x0:x1], size)
+    pixels = w.image[y0:y1, x0:x1]
+    if args.get("gamma"):
+        pixels = apply_gamma(pixels, float(rng.uniform(*(float(g) for g in args["gamma"]))))
+    planes = input_planes(pixels, prior[y0:y1, x0:x1], size)
     target = resize_to(w.mask[y0:y1, x0:x1].astype(np.float32), size) >= 0.5
     if rng.random() < float(args["fliplr"]):
         planes, target = planes[:, :, ::-1], target[:, ::-1]

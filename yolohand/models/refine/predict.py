@@ -6,7 +6,8 @@ stage's probabilities of that bone in the same window as a second channel, resiz
 R x R, and runs all of an image's bones in one forward pass. Channel ``c`` of the output is bone
 ``c``'s logits; they are resized back into the window bilinearly and passed through the sigmoid.
 Each crop predicts only its own bone, so overlapping bones stay multi-label. A class the first
-stage did not find stays None.
+stage did not find stays None. A refiner trained with CLAHE (its metadata's ``clahe``) sees the
+full-resolution image through the same CLAHE before its crops are cut, as in training.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from yolohand.core import crops as cr
+from yolohand.data.preprocess import Clahe, apply_clahe, clahe_of
 from yolohand.models.refine.geometry import grow_box, input_planes
 
 __all__ = ["RefineStage", "refine_crops", "load_refiner"]
@@ -71,10 +73,12 @@ class RefineStage:
     margin: float
     device: Any
     half: bool = False
+    clahe: Clahe | None = None
 
     def refine(self, image: np.ndarray, crops: cr.ClassCrops) -> cr.ClassCrops:
         """Refined crops of one uint8 (H, W) image."""
-        return refine_crops(self.model, image, crops, self.margin, self.size, self.device, self.half)
+        return refine_crops(self.model, apply_clahe(image, self.clahe), crops, self.margin, self.size, self.device,
+                            self.half)
 
 
 def load_refiner(path: Path, ckpt: dict[str, Any], device: str | None = None, half: bool = False) -> RefineStage:
@@ -84,4 +88,5 @@ def load_refiner(path: Path, ckpt: dict[str, Any], device: str | None = None, ha
 
     dev = torch_device(device, half)
     model, meta = model_from_checkpoint(path, ckpt)
-    return RefineStage(path, model.to(dev), int(meta["imgsz"]), float(meta.get("margin", 0.15)), dev, half)
+    return RefineStage(path, model.to(dev), int(meta["imgsz"]), float(meta.get("margin", 0.15)), dev, half,
+                       clahe_of(meta))

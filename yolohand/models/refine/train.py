@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from yolohand.core import crops as cr
+from yolohand.data.preprocess import apply_clahe, parse_clahe
 from yolohand.errors import YolohandError
 from yolohand.models.shared.checkpoint import ModelSpec
 from yolohand.models.shared.engine import SegModule
@@ -67,10 +68,11 @@ class RefineModule(SegModule):
         from yolohand.data.samples import label_masks
         from yolohand.models.refine.predict import refine_crops
 
+        clahe = parse_clahe(self.args.get("clahe"))
         for i in batch.tolist():
             image = read_image(self.val_images[i])
-            refined = refine_crops(self.model, image, self.priors[i], float(self.args["margin"]), int(self.args["imgsz"]),
-                                   self.device)
+            refined = refine_crops(self.model, apply_clahe(image, clahe), self.priors[i], float(self.args["margin"]),
+                                   int(self.args["imgsz"]), self.device)
             self._dice.append(crops_dice(refined, label_masks(self.val_images[i], image.shape[:2]))[None])
             self._index.append(np.array([i]))
 
@@ -124,26 +126,31 @@ def _build_refine(plan: dict[str, Any], devices):
     from yolohand.models.shared.checkpoint import checkpoint_meta
     from yolohand.models.shared.fit import check_run, drop_last
     from yolohand.models.shared.network import build_model, load_pretrained
-    from yolohand.models.shared.runs import read_list
+    from yolohand.models.shared.plan import plan_images
 
     args, spec = plan["args"], plan["spec"]
-    train_imgs, val_imgs = (read_list(plan["lists"][s]) for s in ("train", "val"))
-    if not train_imgs or not val_imgs:
-        raise YolohandError(f"{plan['lists']['train'].parent}: fold {plan['fold']} has an empty train or val list")
-    files = build_crop_cache(train_imgs, plan["cache"].parent / "bones")
+    if args.get("window"):
+        raise YolohandError(f"--window {args['window']}: the refiner already works on full-resolution bone crops "
+                            "(--imgsz is its crop side); windows are for the smp family")
+    train_imgs, val_imgs = plan_images(plan, "train"), plan_images(plan, "val")
+    clahe = parse_clahe(args.get("clahe"))
+    bones = "bones" if clahe is None else f"bones-clahe{clahe[0]:g}x{clahe[1]}"  # windows cut from the CLAHE image
+    files = build_crop_cache(train_imgs, plan["cache"].parent / bones, clahe=clahe)
     gen = torch.Generator().manual_seed(args["seed"])
     bones = BoneSet(files, args)
     train_dl = torch.utils.data.DataLoader(bones, batch_size=plan["batch"], shuffle=True, generator=gen,
                                            drop_last=drop_last(len(bones), plan["batch"], plan.get("world", 1)),
                                            num_workers=args["workers"], persistent_workers=args["workers"] > 0)
-    val_dl = torch.utils.data.DataLoader(torch.arange(len(val_imgs)), batch_size=1)
+    val_dl = torch.utils.data.DataLoader(torch.arange(len(val_imgs)), batch_size=1) if val_imgs else None
     model = build_model(spec.arch, spec.encoder, in_channels=2, encoder_weights=args["encoder_weights"])
     check_run(plan, model, 2, len(bones), devices)
     if args["pretrained"]:
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
     meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], channels=2, loss=args["loss"],
-                           margin=float(args["margin"]), prior_stride=float(args["prior_stride"]))
-    return RefineModule(model, args, meta, val_imgs, _val_priors(val_imgs, args, devices, plan.get("first_stage"))), train_dl, val_dl
+                           margin=float(args["margin"]), prior_stride=float(args["prior_stride"]), clahe=args.get("clahe"),
+                           gamma=args.get("gamma"), swa_epochs=int(args.get("swa_epochs") or 0))
+    priors = _val_priors(val_imgs, args, devices, plan.get("first_stage")) if val_imgs else []
+    return RefineModule(model, args, meta, val_imgs, priors), train_dl, val_dl
 
 
 def train_fold(fold: int = 0, *, spec: ModelSpec, device: str | None = None, progress: bool = True,

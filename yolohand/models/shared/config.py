@@ -56,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
     "threads": None,  # torch CPU threads (None: every core)
     "val_every": 1,
     "bn_batches": 8,  # training batches re-estimating BatchNorm statistics before each validation (0: off)
+    # leaderboard techniques (README, "Leaderboard techniques"); stored in the checkpoint's metadata
+    "window": None,  # smp: train on random W x W windows of the imgsz plane, predict by sliding windows (None/0: off)
+    "stride": None,  # smp: sliding-window stride at prediction (None: window / 2)
+    "clahe": None,  # CLAHE [clip, tiles per side] in training and prediction (yolohand.data.preprocess); None: off
+    "gamma": None,  # gamma augmentation range [lo, hi] while training; None: off
+    "swa_epochs": 0,  # best.pt = the average of the last N epochs' weights, BatchNorm re-estimated (0: off)
     # refiner only (ignored by smp)
     "margin": 0.15,  # box margin, as a fraction of the box side
     "jitter": 0.1,  # box shift/scale jitter while training, fraction of the box side
@@ -66,7 +72,10 @@ DEFAULTS: dict[str, Any] = {
 #: image), an easy target that learned with the seed's recipe; measured in tests/test_refine.py.
 REFINE_DEFAULTS: dict[str, Any] = {"batch": 8, "lr0": 1e-3, "bce_weight": 1.0}
 
-_INT = {"epochs", "batch", "imgsz", "patience", "accumulate", "workers", "seed", "val_every", "bn_batches"}
+_INT = {"epochs", "batch", "imgsz", "patience", "accumulate", "workers", "seed", "val_every", "bn_batches", "window",
+        "stride", "swa_epochs"}
+#: Whole numbers that may be 0 (off / none).
+_ZERO_OK = {"patience", "workers", "seed", "bn_batches", "window", "swa_epochs"}
 _FLOAT = {"lr0", "weight_decay", "lrf", "bce_weight", "dice_weight", "fliplr", "degrees", "scale", "translate",
           "brightness", "contrast", "margin", "jitter", "prior_stride"}
 _BOOL = {"cos_lr", "deterministic"}
@@ -104,12 +113,17 @@ def check_args(args: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _typed(key: str, value: Any, where: str) -> Any:
     if value is None:
         return None
+    if key in ("clahe", "gamma"):  # kept as plain lists (YAML- and checkpoint-friendly)
+        from yolohand.data.preprocess import parse_clahe, parse_gamma
+
+        parsed = (parse_clahe if key == "clahe" else parse_gamma)(value, flag=f"{where}: {key}")
+        return list(parsed) if parsed is not None else None
     try:
         if key in _INT:
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise ValueError
             value = int(float(value))
-            if value < (0 if key in ("patience", "workers", "seed", "bn_batches") else 1):
+            if value < (0 if key in _ZERO_OK else 1):
                 raise ValueError
         elif key in _FLOAT:
             value = float(value)
@@ -118,7 +132,7 @@ def _typed(key: str, value: Any, where: str) -> Any:
         elif key in _BOOL and not isinstance(value, bool):
             raise ValueError
     except (TypeError, ValueError):
-        kind = "a whole number >= 1" if key in _INT else "a number >= 0" if key in _FLOAT else "true or false"
+        kind = f"a whole number >= {0 if key in _ZERO_OK else 1}" if key in _INT else "a number >= 0" if key in _FLOAT else "true or false"
         raise YolohandError(f"{where}: {key}: {value!r} is not {kind}") from None
     if key in _CHOICES and value not in _CHOICES[key]:
         raise YolohandError(f"{where}: {key}: {value!r}: expected one of {', '.join(_CHOICES[key])}")

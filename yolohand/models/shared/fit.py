@@ -173,13 +173,22 @@ def check_network(name: str, model: Any, channels: int, imgsz: int, batch: int, 
 
 def check_run(plan: dict[str, Any], model: Any, channels: int, n_train: int, devices: list[int] | None) -> Needs:
     """:func:`check_network` for a semantic family's run plan (:mod:`.plan`): the batch and the
-    training samples of one process (the distributed sampler's shard), AMP as the trainer will use it."""
+    training samples of one process (the distributed sampler's shard), AMP as the trainer will use it;
+    a windowed run (``window`` < ``imgsz``) trains on windows, so its window is what must fit
+    (named ``--window`` in the messages)."""
     from yolohand.models.shared.config import amp_on
 
     args, world = plan["args"], int(plan.get("world", 1))
     name = plan["spec"].text or f"{plan['spec'].family}:{plan['spec'].arch}:{plan['spec'].encoder}"
-    return check_network(name, model, channels, int(args["imgsz"]), int(plan["batch"]), shard(n_train, world), devices,
-                         amp=amp_on(args, devices is not None), processes=world if devices is None else 1)
+    size, window = int(args["imgsz"]), int(args.get("window") or 0)
+    try:
+        return check_network(name, model, channels, min(window, size) if window else size, int(plan["batch"]),
+                             shard(n_train, world), devices, amp=amp_on(args, devices is not None),
+                             processes=world if devices is None else 1)
+    except YolohandError as exc:
+        if window and window < size:
+            raise YolohandError(str(exc).replace("--imgsz", "--window")) from None
+        raise
 
 
 def drop_last(n_train: int, batch: int, world: int = 1) -> bool:

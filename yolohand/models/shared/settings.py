@@ -30,6 +30,7 @@ class Settings:
     threshold: float = D.THRESHOLD
     missing: str = D.MISSING  # averaging: a run (model or flip) that missed a class is left out ("zero": counts 0)
     agree_iou: float = D.AGREE_IOU  # averaging: a run whose box IoU with the most confident is lower is a miss
+    tta_scales: tuple[float, ...] = (1.0,)  # multi-scale TTA: input sizes x these, averaged like the flip (1: plain)
 
     def __post_init__(self) -> None:
         """Checked once, here, for the CLI and the library alike (messages name the CLI flags)."""
@@ -42,6 +43,11 @@ class Settings:
                                       ("--agree-iou", self.agree_iou, 0 <= self.agree_iou <= 1, "[0, 1]")):
             if not ok:
                 raise YolohandError(f"{flag} {value}: expected a value in {what}")
+        scales = tuple(float(v) for v in self.tta_scales)
+        if not scales or not all(0 < v <= 8 for v in scales) or len(set(scales)) != len(scales):
+            raise YolohandError(f"--tta-scales {','.join(f'{v:g}' for v in scales) or '(none)'}: expected distinct "
+                                "scales in (0, 8], e.g. 0.8,1,1.25")
+        self.tta_scales = scales
 
 
 class Network(Protocol):
@@ -50,7 +56,8 @@ class Network(Protocol):
     path: Path
 
     def crops(self, images: list[np.ndarray], settings: Settings) -> list[cr.ClassCrops]:
-        """29 class crops per image; images are uint8 (H, W) grayscale arrays of any size."""
+        """29 class crops per image; images are uint8 (H, W) grayscale arrays of any size. A network
+        that predicts at a TTA scale also takes ``scale=s`` (never passed for scale 1)."""
 
 
 class Refiner(Protocol):

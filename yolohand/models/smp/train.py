@@ -5,6 +5,12 @@ Same run layout as YOLO (``<runs>/<name>/fold<k>/weights/{best,last}.pt``, ``res
 ``--config`` rules. Validation Dice is the competition's: logits upsampled bilinearly to the
 original image size, sigmoid, ``> 0.5``, Dice per image and class against the label polygons
 filled at full size, mean over images then classes; best.pt is the epoch with the highest.
+
+``window`` W: training samples are random W x W windows of the S x S plane (S = ``imgsz``;
+without an ``imgsz`` given, the largest side of the training images: full resolution), validation
+predicts whole images by sliding windows, as ``predict`` does. ``clahe``/``gamma``: see
+:mod:`yolohand.data.preprocess`. All three are stored in the checkpoint's metadata (with the
+prediction stride), so ``predict`` reproduces them without being told.
 """
 
 from __future__ import annotations
@@ -14,13 +20,23 @@ from typing import Any
 
 import numpy as np
 
-from yolohand.errors import YolohandError
 from yolohand.models.shared.checkpoint import ModelSpec
 from yolohand.models.shared.devices import devices_of
 from yolohand.models.shared.plan import plan_run, run_plan
 from yolohand.models.shared.runs import TrainResult, read_rows
 
-__all__ = ["devices_of", "plan_run", "run_plan", "train_fold", "full_size_dice", "read_rows"]
+__all__ = ["devices_of", "plan_run", "run_plan", "train_fold", "full_size_dice", "read_rows", "technique_meta"]
+
+
+def technique_meta(args: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint stores of the run's windows and preprocessing (predict's defaults; plain values)."""
+    from yolohand.models.shared.windows import check_window
+
+    window, stride = check_window(args.get("window"), args.get("stride"))
+    if window is not None and window >= int(args["imgsz"]):
+        window = stride = None  # one window covers the plane: the plain pass
+    return {"window": window, "stride": stride, "clahe": args.get("clahe"), "gamma": args.get("gamma"),
+            "swa_epochs": int(args.get("swa_epochs") or 0)}
 
 
 def full_size_dice(logits, gt: np.ndarray) -> np.ndarray:
@@ -56,22 +72,23 @@ def _loaders(plan: dict[str, Any], gpu: bool):
 
     from yolohand.data.samples import build_sample_cache
     from yolohand.models.shared.fit import drop_last
-    from yolohand.models.smp.data import TrainSet, ValSet, augmentations, read_list, seed_worker
+    from yolohand.models.shared.plan import plan_images
+    from yolohand.models.smp.data import TrainSet, ValSet, augmentations, seed_worker
 
     args, size = plan["args"], plan["args"]["imgsz"]
-    train_imgs, val_imgs = (read_list(plan["lists"][s]) for s in ("train", "val"))
-    if not train_imgs or not val_imgs:
-        raise YolohandError(f"{plan['lists']['train'].parent}: fold {plan['fold']} has an empty train or val list")
+    train_imgs, val_imgs = plan_images(plan, "train"), plan_images(plan, "val")
     train = build_sample_cache(train_imgs, plan["cache"], size)
-    val = build_sample_cache(val_imgs, plan["cache"], size)
+    val = build_sample_cache(val_imgs, plan["cache"], size) if val_imgs else []
     common = dict(num_workers=args["workers"], pin_memory=gpu, persistent_workers=args["workers"] > 0)
     gen = torch.Generator().manual_seed(args["seed"])
     batch = plan["batch"]  # per process
-    train_dl = torch.utils.data.DataLoader(TrainSet(train, size, augmentations(args, args["seed"])), batch_size=batch,
+    data = TrainSet(train, size, augmentations(args, args["seed"]), window=args.get("window"), clahe=args.get("clahe"))
+    train_dl = torch.utils.data.DataLoader(data, batch_size=batch,
                                            shuffle=True, drop_last=drop_last(len(train), batch, plan.get("world", 1)),
                                            generator=gen,
                                            worker_init_fn=seed_worker, **common)
-    val_dl = torch.utils.data.DataLoader(ValSet(val, size), batch_size=batch, shuffle=False, **common)
+    val_dl = torch.utils.data.DataLoader(ValSet(val, size, clahe=args.get("clahe")), batch_size=batch, shuffle=False,
+                                         **common) if val else None
     return train_dl, val_dl, val_imgs
 
 
@@ -88,7 +105,8 @@ def _build_smp(plan: dict[str, Any], devices: list[int] | None):
     needs = check_run(plan, model, 1, len(train_dl.dataset), devices)
     if args["pretrained"]:
         load_pretrained(model, args["pretrained"], spec.family, spec.arch, spec.encoder)
-    meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"], multiple=needs.multiple)
+    meta = checkpoint_meta(spec.family, spec.arch, spec.encoder, args["imgsz"], loss=args["loss"], multiple=needs.multiple,
+                           **technique_meta(args))
     return SegModule(model, args, meta, _scorer(val_imgs)), train_dl, val_dl
 
 

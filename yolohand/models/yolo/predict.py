@@ -21,6 +21,11 @@ what every family shares (weights lookup, TTA, averaging, writing) is :mod:`yolo
   (0.05 gave 0.0014-0.0038 less, more misses), raw mask probability 0.8 mapped to 0.5
   (:data:`postprocess.DEFAULT_MASK_THRESHOLD`), TTA off (it doubles the time for a gain within
   noise there; turn it on for final submissions).
+- A checkpoint trained with ``--clahe`` (its model's ``yaml`` holds the run's preprocessing:
+  :func:`yolohand.models.yolo.trainer.model_preprocess`) gets the image as training loaded it (long
+  side imgsz, :func:`yolohand.data.preprocess.fit_long_side`) through the same CLAHE; the instances'
+  letterbox is then mapped back to the original size, so the crops come out at full resolution.
+- A TTA ``scale`` s (``--tta-scales``) predicts at imgsz x s rounded to 32; scale 1 is the plain call.
 """
 
 from __future__ import annotations
@@ -49,21 +54,46 @@ class Network:
     path: Path
     model: object  # ultralytics.YOLO
     args: dict
+    clahe: tuple[float, int] | None = None  # the checkpoint's (model_preprocess)
 
-    def crops(self, images: list[np.ndarray], settings: Settings) -> list[cr.ClassCrops]:
+    def crops(self, images: list[np.ndarray], settings: Settings, scale: float = 1.0) -> list[cr.ClassCrops]:
         """29 class crops per image (:func:`postprocess.class_crops` of the raw instances)."""
         s = settings
         return [pp.class_crops(inst, s.merge, s.conf_weight, s.mask_mode, mask_threshold=s.mask_threshold)
-                for inst in self(images)]
+                for inst in self(images, scale)]
 
-    def __call__(self, images: list[np.ndarray]) -> list[pp.Instances]:
+    def imgsz(self, scale: float = 1.0) -> int:
+        """The input side: ``--imgsz`` or the training size, times a TTA ``scale`` rounded to 32 (min 32)."""
+        base = self.args.get("imgsz") or (getattr(self.model, "overrides", None) or {}).get("imgsz") or 640
+        base = int(max(base) if isinstance(base, (list, tuple)) else base)
+        return base if scale == 1 else max(32, int(round(base * float(scale) / 32)) * 32)
+
+    def __call__(self, images: list[np.ndarray], scale: float = 1.0) -> list[pp.Instances]:
         """Raw instances for each image (uint8 (H, W) gray or (H, W, 3) BGR arrays)."""
         if not images:
             return []
         from yolohand.models.yolo.predictor import SoftSegPredictor  # imports ultralytics (after setup_offline)
 
+        args = self.args if scale == 1 else dict(self.args, imgsz=self.imgsz(scale))
+        feed = images
+        if self.clahe is not None:  # as training loaded the image: long side imgsz, then CLAHE
+            from yolohand.data.preprocess import apply_clahe, apply_to_gray, fit_long_side
+
+            size = self.imgsz(scale)
+            feed = [apply_to_gray(fit_long_side(im, size), lambda g: apply_clahe(g, self.clahe)) for im in images]
         # A list source is one ultralytics batch: every image goes through one forward pass.
-        return list(self.model.predict(source=images, predictor=SoftSegPredictor, stream=False, **self.args))
+        out = list(self.model.predict(source=feed, predictor=SoftSegPredictor, stream=False, **args))
+        if feed is not images:
+            for inst, im, fed in zip(out, images, feed):
+                inst.letterbox = _to_original(inst.letterbox, im.shape[:2], fed.shape[:2])
+        return out
+
+
+def _to_original(lb: pp.Letterbox, orig: tuple[int, int], fed: tuple[int, int]) -> pp.Letterbox:
+    """The letterbox of an image that was fed resized (``fed`` (h, w), its own letterbox ``lb``), for the
+    original ``orig`` (H, W): same input, padding and content; gain measured against the original."""
+    scale = (lb.gain[0] * fed[0] / orig[0], lb.gain[1] * fed[1] / orig[1])
+    return pp.Letterbox((int(orig[0]), int(orig[1])), lb.input_shape, scale, lb.pad, lb.content)
 
 
 def load_network(
@@ -125,7 +155,9 @@ def load_network(
         args["imgsz"] = imgsz
     if device is not None:
         args["device"] = device
-    return Network(path, model, args)
+    from yolohand.models.yolo.trainer import model_preprocess
+
+    return Network(path, model, args, model_preprocess(model.model)["clahe"])
 
 
 def check_half(device: str | None) -> None:

@@ -298,6 +298,7 @@ class TrainPlan:
     threads: int | None = None
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    preprocess: str | None = None  # JSON for $YOLOHAND_PREPROCESS (None: unchanged, e.g. a resume)
 
 
 def _model_args(args: dict[str, Any], data: Path) -> list[str]:
@@ -334,6 +335,8 @@ def plan_train(
     force: bool = False,
     resume: bool = False,
     threads: int | None = None,
+    clahe: Any = None,
+    gamma: Any = None,
     **flags: Any,
 ) -> TrainPlan:
     """The :class:`TrainPlan` of :func:`train_fold` (same arguments); reads files, writes and changes nothing.
@@ -341,6 +344,7 @@ def plan_train(
     YolohandError for every user error (missing fold/config/checkpoint, bad device, existing run
     without --force, nothing to resume, --threads < 1).
     """
+    preprocess = _preprocess(fold, clahe, gamma, flags, resume)
     data = fold_yaml(yolo, fold)
     if threads is not None and threads < 1:
         raise YolohandError(f"--threads {threads}: must be at least 1")
@@ -359,7 +363,30 @@ def plan_train(
     notes = _model_args(args, data)
     _resume_args(args, run_dir, resume)
     args.update(data=str(data), project=str(run_dir.parent), name=f"fold{fold}", exist_ok=True)
-    return TrainPlan(fold, data, run_dir, args, replace, threads, tuple(notes), (warning,) if warning else ())
+    return TrainPlan(fold, data, run_dir, args, replace, threads, tuple(notes), (warning,) if warning else (), preprocess)
+
+
+def _preprocess(fold: Any, clahe: Any, gamma: Any, flags: dict[str, Any], resume: bool) -> str | None:
+    """The run's ``--clahe``/``--gamma`` as :data:`~yolohand.models.yolo.trainer.PREPROCESS_ENV` JSON
+    (None on --resume: the run keeps what its model holds); YolohandError for what YOLO runs cannot do
+    (``--fold none``, windows, weight averaging: the smp/refine families'), popped from ``flags``."""
+    import json
+
+    from yolohand.data.preprocess import parse_clahe, parse_gamma
+
+    if fold == "none":
+        raise YolohandError("--fold none (training on every image, no validation) is for the smp and refine families; "
+                            "ultralytics chooses best.pt on a validation set")
+    for key, flag in (("window", "--window"), ("stride", "--stride"), ("swa_epochs", "--swa")):
+        if flags.pop(key, None):
+            raise YolohandError(f"{flag}: an smp/refine option (README, \"Leaderboard techniques\"); YOLO trains on "
+                                "whole images at --imgsz")
+    pre = {"clahe": parse_clahe(clahe), "gamma": parse_gamma(gamma)}
+    if resume:
+        if pre["clahe"] or pre["gamma"]:
+            raise YolohandError("--clahe/--gamma with --resume: a resumed run keeps the preprocessing it started with")
+        return None
+    return json.dumps({k: list(v) if v else None for k, v in pre.items()})
 
 
 # ----------------------------------------------------------------------------- run
@@ -435,6 +462,22 @@ def _threads_env(threads: int | None) -> Iterator[None]:
             os.environ[THREADS_ENV] = old
 
 
+@contextlib.contextmanager
+def _preprocess_env(text: str | None) -> Iterator[None]:
+    """``$YOLOHAND_PREPROCESS`` = ``text`` for the block (None: unset, so a resumed model keeps its own)."""
+    from yolohand.models.yolo.trainer import PREPROCESS_ENV
+
+    old = os.environ.pop(PREPROCESS_ENV, None)
+    if text is not None:
+        os.environ[PREPROCESS_ENV] = text  # the env, not an argument: DDP workers inherit it
+    try:
+        yield
+    finally:
+        os.environ.pop(PREPROCESS_ENV, None)
+        if old is not None:
+            os.environ[PREPROCESS_ENV] = old
+
+
 def run_plan(plan: TrainPlan) -> TrainResult:
     """Carry out a :class:`TrainPlan`: replace the old run if planned, train, return best.pt and its Dice."""
     for line in plan.warnings:
@@ -445,7 +488,7 @@ def run_plan(plan: TrainPlan) -> TrainResult:
         shutil.rmtree(plan.run_dir)
     from yolohand.models.yolo.trainer import DiceSegmentationTrainer  # imports ultralytics (after setup_offline)
 
-    with _threads_env(plan.threads):
+    with _threads_env(plan.threads), _preprocess_env(plan.preprocess):
         try:
             trainer = DiceSegmentationTrainer(overrides=dict(plan.args))
         except (FileNotFoundError, AssertionError, SyntaxError, RuntimeError) as exc:

@@ -14,6 +14,12 @@ process, can find it. What it changes, and where:
 * ``validate``: the EMA model's BatchNorm statistics are re-estimated first
   (:func:`recalibrate_batchnorm`), under autocast when AMP is on, on rank 0 only (ultralytics
   broadcasts rank 0's EMA buffers to the other ranks at the start of ``validate``).
+* ``get_model`` / ``build_dataset``: the run's preprocessing (``train --clahe/--gamma``, given in
+  ``$YOLOHAND_PREPROCESS`` so DDP workers inherit it) is written into the model's ``yaml`` dict
+  (:data:`PREPROCESS_KEY`), which every checkpoint of the run carries (last.pt, best.pt; a run
+  fine-tuning a checkpoint sets its own, a resumed one keeps it); the datasets of training and validation apply it
+  to each image as ultralytics loaded it (long side imgsz, before any augmentation):
+  :class:`PreprocessedYOLODataset`. The predictor reads the same key (:mod:`.predict`).
 
 The signatures of the overridden private methods are checked by tests/test_contract.py.
 """
@@ -21,7 +27,9 @@ The signatures of the overridden private methods are checked by tests/test_contr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import random
 import re
 from collections.abc import Iterator
 from copy import copy
@@ -32,20 +40,30 @@ from yolohand.models.yolo.offline import setup_offline
 setup_offline()  # must precede the first ultralytics import
 
 import torch  # noqa: E402
+from ultralytics.data.dataset import YOLODataset  # noqa: E402
 from ultralytics.models.yolo.segment import SegmentationTrainer  # noqa: E402
 from ultralytics.utils import LOGGER, RANK  # noqa: E402
 from ultralytics.utils import callbacks as ul_callbacks  # noqa: E402
 
+from yolohand.data.preprocess import apply_clahe, apply_gamma, apply_to_gray, parse_clahe, parse_gamma  # noqa: E402
+from yolohand.errors import YolohandError  # noqa: E402
 from yolohand.models.shared.batchnorm import recalibrate_batchnorm  # noqa: E402
 from yolohand.models.yolo.val import DiceSegmentationValidator  # noqa: E402
 
 __all__ = [
+    "PREPROCESS_ENV", "PREPROCESS_KEY", "PreprocessedYOLODataset", "model_preprocess",
     "THREADS_ENV", "BN_RECALIBRATION_BATCHES", "AMP_CHECK_SITES", "DiceSegmentationTrainer", "cpu_threads",
-    "use_all_cpu_cores", "note_best_epoch", "amp_allowed", "offline_check_amp",
+    "use_all_cpu_cores", "note_best_epoch", "stop_if_interrupted", "amp_allowed", "offline_check_amp",
 ]
 
 #: Environment variable with the number of torch CPU threads for training (default: every core).
 THREADS_ENV = "YOLOHAND_CPU_THREADS"
+
+#: Environment variable with the run's preprocessing as JSON (``{"clahe": [2.0, 8], "gamma": null}``);
+#: unset: the model's own (a resumed run, a fine-tuned checkpoint's).
+PREPROCESS_ENV = "YOLOHAND_PREPROCESS"
+#: Key of the preprocessing in the model's ``yaml`` dict (saved inside every ultralytics checkpoint).
+PREPROCESS_KEY = "yolohand_preprocess"
 
 #: Training batches used to re-estimate BatchNorm statistics before each validation (0 = off).
 BN_RECALIBRATION_BATCHES = 8
@@ -108,6 +126,15 @@ def note_best_epoch(trainer: Any) -> None:
 # ----------------------------------------------------------------------------- AMP, offline
 
 
+def stop_if_interrupted(obj: Any) -> None:  # noqa: ARG001 - ultralytics passes the trainer or validator
+    """``on_train_batch_end`` / ``on_val_batch_end`` callback: raise a Ctrl-C that a library swallowed
+    (raised inside a weakref callback, ``Exception ignored in: ... WeakKeyDictionary``), so a user's
+    Ctrl-C stops training every time (:func:`yolohand.interrupts.check`)."""
+    from yolohand.interrupts import check
+
+    check()
+
+
 def amp_allowed(device_type: str, device_name: str = "") -> bool:
     """Whether AMP stays on: on CUDA except the GPUs ultralytics itself blacklists; off on CPU/MPS/other."""
     if device_type != "cuda":
@@ -165,6 +192,41 @@ def _no_integrations() -> Iterator[None]:
 # ----------------------------------------------------------------------------- BatchNorm
 
 
+# ----------------------------------------------------------------------------- preprocessing
+
+
+def model_preprocess(model: Any) -> dict[str, Any]:
+    """``{"clahe": (clip, tile) | None, "gamma": (lo, hi) | None}`` stored in an ultralytics model's
+    ``yaml`` (:data:`PREPROCESS_KEY`); both None for a model trained without."""
+    stored = (getattr(model, "yaml", None) or {}).get(PREPROCESS_KEY) or {}
+    return {"clahe": parse_clahe(stored.get("clahe"), flag="checkpoint clahe"),
+            "gamma": parse_gamma(stored.get("gamma"), flag="checkpoint gamma")}
+
+
+class _Preprocess:
+    """Applies ``yolohand_clahe`` to every image as loaded (long side imgsz), then, on an augmenting
+    (training) dataset, a gamma drawn from ``yolohand_gamma``; before ultralytics' augmentations.
+
+    ``get_image_and_label`` is where each image reaches the transforms (mosaic and mixup fetch their
+    extra images through it too), while the image cache (``self.ims``) keeps the raw pixels."""
+
+    yolohand_clahe: Any = None
+    yolohand_gamma: Any = None
+
+    def get_image_and_label(self, index: int) -> dict[str, Any]:
+        label = super().get_image_and_label(index)
+        img = apply_to_gray(label["img"], lambda g: apply_clahe(g, self.yolohand_clahe))
+        if self.yolohand_gamma and self.augment:
+            g = random.uniform(*self.yolohand_gamma)  # ultralytics seeds `random` (init_seeds)
+            img = apply_to_gray(img, lambda x: apply_gamma(x, g))
+        label["img"] = img
+        return label
+
+
+class PreprocessedYOLODataset(_Preprocess, YOLODataset):
+    """ultralytics' ``YOLODataset`` with the run's CLAHE and gamma (:class:`_Preprocess`)."""
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -184,6 +246,9 @@ class DiceSegmentationTrainer(SegmentationTrainer):
                 cbs[event].append(use_all_cpu_cores)
         if note_best_epoch not in cbs["on_model_save"]:
             cbs["on_model_save"].append(note_best_epoch)
+        for event in ("on_train_batch_end", "on_val_batch_end"):  # a swallowed Ctrl-C still stops the run
+            if stop_if_interrupted not in cbs[event]:
+                cbs[event].append(stop_if_interrupted)
         with _no_integrations():
             super().__init__(cfg if cfg is not None else DEFAULT_CFG, overrides, cbs)
 
@@ -203,6 +268,28 @@ class DiceSegmentationTrainer(SegmentationTrainer):
             recalibrate_batchnorm(self.ema.ema, self.train_loader, lambda b: self.preprocess_batch(b)["img"],
                                   BN_RECALIBRATION_BATCHES, amp=bool(getattr(self, "amp", False)))
         return super().validate()
+
+    def get_model(self, cfg=None, weights=None, verbose: bool = True):
+        """ultralytics' model, with the run's preprocessing (``$YOLOHAND_PREPROCESS``) in its ``yaml``."""
+        model = super().get_model(cfg, weights, verbose)
+        text = os.environ.get(PREPROCESS_ENV)
+        if text is not None and isinstance(getattr(model, "yaml", None), dict):
+            model.yaml[PREPROCESS_KEY] = json.loads(text)
+        return model
+
+    def build_dataset(self, img_path, mode: str = "train", batch=None):
+        """ultralytics' dataset, made a :class:`PreprocessedYOLODataset` when the model has a preprocessing."""
+        dataset = super().build_dataset(img_path, mode, batch)
+        model = getattr(self.model, "module", self.model)  # DDP wraps it
+        pre = model_preprocess(getattr(model, "_orig_mod", model))  # so may torch.compile
+        if pre["clahe"] is None and pre["gamma"] is None:
+            return dataset
+        if type(dataset) is not YOLODataset:
+            raise YolohandError(f"--clahe/--gamma: ultralytics built a {type(dataset).__name__} here, which yolohand "
+                                "cannot preprocess (only YOLODataset)")
+        dataset.__class__ = PreprocessedYOLODataset
+        dataset.yolohand_clahe, dataset.yolohand_gamma = pre["clahe"], pre["gamma"]
+        return dataset
 
     def get_validator(self) -> DiceSegmentationValidator:
         """The Dice validator, after ultralytics' own ``get_validator`` (which sets ``loss_names`` up to 8.4.103)."""
