@@ -390,3 +390,170 @@ def test_train_on_a_fold_yaml_of_random_bytes(tmp_path, run_cli, monkeypatch):
     code, _, err = run_cli(["train", "--yolo", "yolo", "--runs", "runs", "--model", "yolo11n-seg.yaml"])
     assert one_error(code, err, fold) == f"error: {fold}: not valid YAML (not UTF-8 text)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["yolo"]
+
+
+# --------------------------------------------------------------------------- 4. corrupt checkpoints on --resume
+
+SMP = Path(__file__).resolve().parent.parent / "yolohand" / "weights" / "yolohand-synth-smp.pt"
+YOLO = SMP.with_name("yolohand-synth-n.pt")
+
+
+def spoil_checkpoint(path: Path, how: str) -> None:
+    """``path`` made into a checkpoint that cannot be resumed, as ``how`` says."""
+    import zipfile
+
+    good = SMP.read_bytes()
+    if how == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    elif how == "text":
+        path.write_text("not a checkpoint\n")
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "foreign zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("notes.txt", "x")
+    elif how == "damaged":
+        data = bytearray(good)
+        data[len(data) // 2 : len(data) // 2 + 256] = bytes(256)
+        path.write_bytes(bytes(data))
+    elif how == "pickle":  # an ultralytics checkpoint where a Lightning state belongs
+        path.write_bytes(YOLO.read_bytes())
+    elif how == "finished smp":  # a yolohand checkpoint without training state
+        path.write_bytes(good)
+
+
+def fake_run(tmp_path: Path, how: str, last_from: str = "smp") -> tuple[Path, Path]:
+    """A converted-data folder and a run whose fold0/weights/last.pt is spoiled: (yolo, last)."""
+    yolo = tmp_path / "yolo"
+    (yolo / "folds").mkdir(parents=True)
+    (yolo / "folds" / "fold0.yaml").write_text("path: .\ntrain: x\nval: x\nnames: {0: finger-1}\nchannels: 1\n")
+    for split in ("train", "val"):
+        (yolo / "folds" / f"fold0_{split}.txt").write_text("")
+    weights = tmp_path / "runs" / "r" / "fold0" / "weights"
+    weights.mkdir(parents=True)
+    (weights.parent / "args.yaml").write_text("epochs: 1\n")
+    spoil_checkpoint(weights / "last.pt", how)
+    return yolo, weights / "last.pt"
+
+
+RESUME_CASES = [("truncated", "a truncated or damaged archive"), ("text", "(text)"), ("empty", "(empty)"),
+                ("foreign zip", "a zip archive that torch did not write"), ("damaged", "damaged: bad CRC in"),
+                ("pickle", "it holds pickled Python objects"), ("finished smp", "no training state")]
+
+
+@pytest.mark.parametrize("how, says", RESUME_CASES)
+def test_resume_from_a_spoiled_last_pt_smp(tmp_path, run_cli, monkeypatch, how, says):
+    monkeypatch.chdir(tmp_path)
+    yolo, last = fake_run(tmp_path, how)
+    before = last.read_bytes()
+    code, _, err = run_cli(["train", "--yolo", yolo, "--runs", "runs", "--name", "r", "--resume",
+                            "--model", "smp:Unet:mobilenet_v2", "--imgsz", "64"])
+    line = one_error(code, err, last, "not a readable checkpoint", says)
+    assert line.endswith("it cannot be resumed: start the run over with --force")
+    assert last.read_bytes() == before and sorted(p.name for p in last.parent.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("how, says", RESUME_CASES[:5])
+def test_resume_from_a_spoiled_last_pt_yolo(tmp_path, run_cli, monkeypatch, how, says):
+    monkeypatch.chdir(tmp_path)
+    yolo, last = fake_run(tmp_path, how)
+    code, _, err = run_cli(["train", "--yolo", yolo, "--runs", "runs", "--name", "r", "--resume"])
+    line = one_error(code, err, last, "not a readable checkpoint", says)
+    assert line.endswith("start the run over with --force")
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.pt"]
+
+
+# --------------------------------------------------------------------------- 7. checkpoint metadata
+
+
+def smp_checkpoint(path: Path, change) -> Path:
+    """The shipped smp checkpoint with ``change(ckpt)`` applied, saved at ``path``."""
+    import torch
+
+    ckpt = torch.load(SMP, map_location="cpu", weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+def set_meta(**values):
+    return lambda ckpt: ckpt["yolohand"].update(values)
+
+
+@pytest.mark.parametrize("change, says", [
+    (set_meta(imgsz=-64), "checkpoint metadata imgsz: -64 is not a whole number in 1..65536"),
+    (set_meta(imgsz="big"), "checkpoint metadata imgsz: 'big' is not a whole number in 1..65536"),
+    (set_meta(imgsz=100, multiple=32), "checkpoint metadata imgsz: 100 is not a multiple of the network's side multiple (32)"),
+    (set_meta(channels=0), "checkpoint metadata channels: 0 is not a whole number"),
+    (set_meta(arch=5), "checkpoint metadata arch: 5 is not a segmentation_models_pytorch name"),
+    (set_meta(encoder=""), "checkpoint metadata encoder: '' is not a segmentation_models_pytorch name"),
+    (set_meta(family="gan"), "checkpoint metadata family: 'gan' is not one of yolo, smp, refine"),
+    (set_meta(std=[0.0]), "checkpoint metadata std: [0.0] is not positive"),
+    (lambda c: c["yolohand"]["names"].__setitem__(0, "Thumb"),
+     "checkpoint metadata names: 'Thumb' is not one of the 29 classes"),
+    (lambda c: c["yolohand"]["names"].pop(), "checkpoint metadata names: 28 names, not the 29 classes each once"),
+    (set_meta(names="finger-1"), "checkpoint metadata names: str, not a list of the 29 class names"),
+])
+def test_checkpoint_metadata_is_validated_on_load(inputs, tmp_path, run_cli, monkeypatch, change, says):
+    monkeypatch.chdir(tmp_path)
+    bad = smp_checkpoint(tmp_path / "bad.pt", change)
+    code, _, err = run_cli(["predict", "-w", bad, "--source", inputs["image"], "--rle", "p.csv"])
+    one_error(code, err, bad, says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]
+
+
+def test_class_names_in_another_order_are_reordered_by_name(inputs, tmp_path, run_cli, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+
+    def shuffle(ckpt) -> None:  # swap two classes' names and their output channels: the same model
+        names, state = ckpt["yolohand"]["names"], ckpt["state_dict"]
+        names[0], names[27] = names[27], names[0]
+        for key in ("model.segmentation_head.0.weight", "model.segmentation_head.0.bias"):
+            state[key] = state[key][torch.tensor([27, *range(1, 27), 0, 28])].clone()
+
+    swapped = smp_checkpoint(tmp_path / "swapped.pt", shuffle)
+    assert run_cli(["predict", "-w", SMP, "--source", inputs["image"], "--rle", "a.csv"])[0] == 0
+    code, _, err = run_cli(["predict", "-w", swapped, "--source", inputs["image"], "--rle", "b.csv"])
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warnings) == 1 and str(swapped) in warnings[0], err
+    assert "class names are in another order than yolohand's (channel 0 is 'Radius', not 'finger-1')" in warnings[0]
+    assert Path("a.csv").read_text() == Path("b.csv").read_text()
+
+
+def test_nan_weights_warn_and_an_all_empty_prediction_says_so(inputs, tmp_path, run_cli, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+
+    def poison(ckpt) -> None:
+        ckpt["state_dict"]["model.segmentation_head.0.bias"] = torch.full((29,), float("nan"))
+
+    nan = smp_checkpoint(tmp_path / "nan.pt", poison)
+    code, _, err = run_cli(["predict", "-w", nan, "--source", inputs["image"], "--rle", "p.csv"])
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warnings) == 2 and "Traceback" not in err, err
+    assert warnings[0].startswith(f"warning: {nan}: 1 weight tensor(s) hold NaN or infinity")
+    assert warnings[1].startswith(f"warning: {nan}: every mask is empty in all 1 readable images")
+
+
+@pytest.mark.parametrize("rename, says", [
+    (lambda names: {**names, 0: names[27], 27: names[0]}, "in another order than yolohand's (class 0 is 'Radius', not 'finger-1')"),
+    (lambda names: {**names, 3: "Thumb"}, "not yolohand's 29 bones (class 3 is 'Thumb', not 'finger-4')"),
+])
+def test_a_yolo_checkpoint_with_other_class_names_is_refused(inputs, tmp_path, run_cli, monkeypatch, rename, says):
+    import torch
+
+    from yolohand.models.yolo.offline import setup_offline
+
+    monkeypatch.chdir(tmp_path)
+    setup_offline()
+    ckpt = torch.load(YOLO, map_location="cpu", weights_only=False)
+    for key in ("model", "ema"):
+        if ckpt.get(key) is not None:
+            ckpt[key].names = rename(dict(ckpt[key].names))
+    torch.save(ckpt, tmp_path / "renamed.pt")
+    code, _, err = run_cli(["predict", "-w", "renamed.pt", "--source", inputs["image"], "--rle", "p.csv"])
+    one_error(code, err, "renamed.pt", f"its class names are {says}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["renamed.pt"]

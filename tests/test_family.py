@@ -8,6 +8,7 @@ import torch
 from yolohand.defaults import DEMO_WEIGHTS
 from yolohand.errors import YolohandError
 from yolohand.models.family import META_KEY, read_checkpoint
+from yolohand.models.shared.checkpoint import checkpoint_meta
 
 
 @pytest.mark.parametrize(("content", "what"), [
@@ -24,7 +25,7 @@ def test_non_checkpoints_are_named(tmp_path, content, what):
 
 def test_truncated_checkpoint_is_named(tmp_path):
     good = tmp_path / "good.pt"
-    torch.save({META_KEY: {"family": "smp"}, "state_dict": {"w": torch.zeros(1000)}}, good)
+    torch.save({META_KEY: checkpoint_meta("smp", "Unet", "resnet18", 64), "state_dict": {"w": torch.zeros(1000)}}, good)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(YolohandError, match=r"bad.pt: not a PyTorch checkpoint \(a truncated or damaged archive\)"):

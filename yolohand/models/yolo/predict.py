@@ -39,7 +39,7 @@ import numpy as np
 
 from yolohand import defaults as D
 from yolohand.core import crops as cr
-from yolohand.core.classes import NUM_CLASSES
+from yolohand.core.classes import CLASSES, NUM_CLASSES
 from yolohand.errors import YolohandError
 from yolohand.models.shared.settings import Settings
 from yolohand.models.yolo import postprocess as pp
@@ -136,6 +136,8 @@ def load_network(
     names = getattr(model, "names", {}) or {}
     if len(names) != NUM_CLASSES:
         warnings.warn(f"{path}: the model has {len(names)} classes, expected {NUM_CLASSES}", stacklevel=2)
+    else:
+        _check_class_names(path, names)
     args = dict(
         conf=conf,
         iou=iou,
@@ -158,6 +160,20 @@ def load_network(
     from yolohand.models.yolo.trainer import model_preprocess
 
     return Network(path, model, args, model_preprocess(model.model)["clahe"])
+
+
+def _check_class_names(path: Path, names: dict | list) -> None:
+    """YolohandError when a 29-class model's names are not yolohand's classes in order: its masks would be
+    written under the wrong bones (the smp/refine families reorder by name; a YOLO head's classes are
+    also its NMS and assignment classes, so it is refused instead)."""
+    listed = [str(names[i]) if isinstance(names, dict) and i in names else str(names[i]) if isinstance(names, list)
+              else "" for i in range(NUM_CLASSES)]
+    if listed == list(CLASSES):
+        return
+    i = next(k for k, (a, b) in enumerate(zip(listed, CLASSES)) if a != b)
+    what = "in another order than yolohand's" if sorted(listed) == sorted(CLASSES) else "not yolohand's 29 bones"
+    raise YolohandError(f"{path}: its class names are {what} (class {i} is {listed[i]!r}, not {CLASSES[i]!r}): its "
+                        "masks would go under the wrong bones; train on data written by `yolohand convert`")
 
 
 def check_half(device: str | None) -> None:

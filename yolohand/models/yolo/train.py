@@ -268,9 +268,14 @@ def _choose_imgsz(data_yaml: Path, imgsz: int | None) -> tuple[int, str | None]:
 
 
 def _check_resumable(last: Path) -> None:
-    """YolohandError when ``last.pt`` is from a finished run (ultralytics strips its optimizer, epoch -1)."""
-    ckpt = _load_checkpoint(last)
-    if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) == -1 or ckpt.get("optimizer") is None:
+    """YolohandError when ``last.pt`` is not a readable checkpoint (truncated, damaged, foreign: start over with
+    --force) or is from a finished run (ultralytics strips its optimizer, epoch -1)."""
+    from yolohand.models.shared.checkpoint import read_resumable
+    from yolohand.models.yolo.offline import setup_offline
+
+    setup_offline()  # unpickling an ultralytics checkpoint imports ultralytics
+    ckpt = read_resumable(last, trust_pickle=True)
+    if ckpt.get("epoch", -1) == -1 or ckpt.get("optimizer") is None:
         raise YolohandError(
             f"{last}: that run finished, nothing to resume; train more with --model {last.parent / 'best.pt'} "
             f"--name <new name> (fine-tuning), or start again with --force"
