@@ -19,8 +19,14 @@ reach a model family, and only the ``yolo`` family imports ultralytics.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+# First, before any other import: as the `yolohand` command, a Ctrl-C from here on ends in
+# `interrupted`, exit 130 (yolohand/interrupts.py); a library user's handler is left alone.
+from yolohand import interrupts as _interrupts
+
+_interrupts.early()
+
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
 
 __version__ = "0.1.0"
 

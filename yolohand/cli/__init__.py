@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from yolohand import __version__
+from yolohand import __version__, interrupts
 from yolohand.errors import YolohandError
 
 app = typer.Typer(
@@ -105,18 +105,25 @@ def main(argv: list[str] | None = None) -> None:
     debug = os.environ.get("YOLOHAND_DEBUG", "") not in ("", "0")
     code = 0
     # command_line: the shell's words, for `-o e.csv/` (typer's Path drops the trailing separator)
-    with warnings.catch_warnings(), command_line(sys.argv[1:] if argv is None else argv):
-        warnings.showwarning = _show_warning
-        try:
-            code = app(args=argv, standalone_mode=False) if argv is not None else app(standalone_mode=False)
-        except SystemExit:
-            raise
-        except (KeyboardInterrupt, typer.Abort):
-            code = 130
-        except Exception as exc:
-            if debug and not _is_usage_error(exc):
+    try:
+        with warnings.catch_warnings(), command_line(sys.argv[1:] if argv is None else argv):
+            warnings.showwarning = _show_warning
+            try:
+                interrupts.arm()  # a Ctrl-C noted while the command's modules were imported ends here
+                code = app(args=argv, standalone_mode=False) if argv is not None else app(standalone_mode=False)
+                interrupts.check()  # one a library swallowed (a weakref callback) still ends the command
+            except SystemExit:
                 raise
-            _fail(exc)
+            except (KeyboardInterrupt, typer.Abort):
+                code = 130
+            except Exception as exc:
+                if debug and not _is_usage_error(exc):
+                    raise
+                _fail(exc)
+    finally:
+        # The program itself (argv None) notes a later Ctrl-C until it exits: no traceback from the
+        # interpreter's shutdown; an in-process caller gets its own SIGINT handler back.
+        interrupts.settle(program=argv is None)
     # typer returns an Exit's code in standalone_mode=False (Ctrl-C becomes Exit(130) there).
     if isinstance(code, int) and not isinstance(code, bool) and code:
         if code == 130:

@@ -464,6 +464,7 @@ def _verify_and_write(src: Path, dst: Path, original: Any, model: Any, meta: dic
     import torch
 
     from yolohand.core.atomic import atomic_file
+    from yolohand.interrupts import check as check_interrupt
 
     imgsz, channels = meta["imgsz"], meta["channels"]
     gray, colour, image_text = verification_image(image, min(2 * imgsz, 2048))
@@ -479,6 +480,7 @@ def _verify_and_write(src: Path, dst: Path, original: Any, model: Any, meta: dic
                     "otherwise (an option smp does not record, or another smp version)")
             raise YolohandError(f"{src}: the imported checkpoint predicts {image_text} differently from the original "
                                 f"model (max |dp| {max_dp:.2e} > {tolerance:.0e}); nothing written: {hint}")
+        check_interrupt()  # a Ctrl-C a library swallowed while the models were built: nothing is written
         with open(staged, "rb") as fh_in, atomic_file(dst, force=force, mode="wb", kind=CHECKPOINT) as fh_out:
             shutil.copyfileobj(fh_in, fh_out)
     return max_dp, image_text
