@@ -55,7 +55,7 @@ def _train_square(tmp_path: Path, monkeypatch, fold, name: str, n: int, **kw):
 
     monkeypatch.chdir(tmp_path)
     root = _write_square_dataset(tmp_path / "ds", n=n, size=96)
-    args = dict(batch=4, lr0=0.01, workers=0, degrees=0.0, scale=0.0, translate=0.0, threads=1, **kw)
+    args = {**dict(batch=4, lr0=0.01, workers=0, degrees=0.0, scale=0.0, translate=0.0, threads=1), **kw}
     return root, train_fold(fold, model="smp:Unet:resnet18", yolo=root, runs=tmp_path / "runs", name=name, device="cpu",
                             progress=False, **args)
 
@@ -339,29 +339,19 @@ def test_yolo_checkpoint_with_clahe_predicts_through_it_at_full_resolution(tmp_p
 
 
 def test_yolo_trainer_writes_the_preprocessing_into_the_model_and_its_datasets(monkeypatch):
-    """The pieces of a YOLO --clahe run: the env JSON lands in the model's yaml, and the dataset mixin
-    applies CLAHE to every loaded image (gamma only while augmenting), leaving the image cache raw."""
+    """The pieces of a YOLO --clahe run: the env JSON lands in the model's yaml, and the dataset's
+    preprocessing applies CLAHE to every loaded image (gamma only while augmenting), leaving the cache raw."""
     import json
 
     from yolohand.data.preprocess import apply_clahe
     from yolohand.models.yolo import trainer as tr
 
-    class Base:
-        augment = False
-
-        def get_image_and_label(self, index):
-            return {"img": _image()[..., None].copy()}
-
-    class Data(tr._Preprocess, Base):
-        pass
-
-    ds = Data()
-    ds.yolohand_clahe, ds.yolohand_gamma = (2.0, 8), (2.0, 2.0)
-    img = ds.get_image_and_label(0)["img"]
-    assert img.shape == (80, 96, 1)
+    raw = _image()[..., None].copy()
+    img = tr.preprocess_image(raw, (2.0, 8), (2.0, 2.0), augment=False)
+    assert img.shape == (80, 96, 1) and np.array_equal(raw[..., 0], _image())  # the cached raw image is untouched
     np.testing.assert_array_equal(img[..., 0], apply_clahe(_image(), (2.0, 8)))  # no gamma on an eval dataset
-    ds.augment = True
-    assert not np.array_equal(ds.get_image_and_label(0)["img"], img)
+    assert not np.array_equal(tr.preprocess_image(raw, (2.0, 8), (2.0, 2.0), augment=True), img)
+    assert tr.preprocess_image(raw, None, None, augment=True) is raw
 
     class Model:
         yaml = {"nc": 29}
@@ -514,3 +504,47 @@ def test_weight_averaging_with_validation_keeps_the_best_epoch_aside(tmp_path, m
     assert (res.run_dir / "weights" / "best_epoch.pt").is_file()
     assert res.dice > 0.9, res.dice
     assert "best.pt is the average of epochs 7-10, BatchNorm re-estimated: validation Dice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smp_trained_with_clahe_predicts_with_it_without_being_told(tmp_path, monkeypatch):
+    import torch
+
+    import yolohand.models.smp.predict as sp
+    from yolohand.models.family import load_network
+    from yolohand.models.shared.settings import Settings
+
+    _, res = _train_square(tmp_path, monkeypatch, 0, "c", 4, imgsz=32, epochs=1, batch=2, clahe="2.0,4", gamma="0.8,1.2")
+    meta = torch.load(res.best, weights_only=True)["yolohand"]
+    assert (meta["clahe"], meta["gamma"]) == ([2.0, 4], [0.8, 1.2])
+    calls = []
+    monkeypatch.setattr(sp, "apply_clahe", lambda im, clahe: calls.append(clahe) or im)
+    load_network(res.best, device="cpu").crops([_image()], Settings())
+    assert calls == [(2.0, 4)]
+
+
+@pytest.mark.slow
+def test_yolo_trained_with_clahe_predicts_with_it_without_being_told(synth_root, tmp_path, monkeypatch):
+    """One epoch of yolo11n-seg at 64 px with --clahe: best.pt carries it, and predict applies it unasked."""
+    import yolohand.data.preprocess as pre
+    from yolohand.data.convert import convert_dataset
+    from yolohand.models.family import load_network
+    from yolohand.models.shared.settings import Settings
+    from yolohand.models.train import train_fold
+    from yolohand.models.yolo import trainer as tr
+
+    monkeypatch.chdir(tmp_path)
+    convert_dataset(synth_root, tmp_path / "yolo", folds=2, seed=0, imgsz=64, workers=1)
+    seen = []
+    real = pre.apply_clahe
+    for module in (pre, tr):  # the trainer's datasets and the predictor's feed
+        monkeypatch.setattr(module, "apply_clahe", lambda im, clahe: seen.append((im.shape[:2], clahe)) or real(im, clahe))
+    res = train_fold(0, model="yolo11n-seg.yaml", yolo=tmp_path / "yolo", runs=tmp_path / "runs", name="c", device="cpu",
+                     imgsz=64, epochs=1, batch=4, workers=0, threads=1, plots=False, clahe="2.0,4")
+    assert seen and all(c == (2.0, 4) and max(s) == 64 for s, c in seen)  # every loaded image, at long side 64
+    assert "YOLOHAND_PREPROCESS" not in __import__("os").environ  # the run's env does not outlive it
+    seen.clear()
+    net = load_network(res.best, device="cpu")
+    assert net.clahe == (2.0, 4)
+    net.crops([np.zeros((256, 256), np.uint8)], Settings())
+    assert seen == [((64, 64), (2.0, 4))]

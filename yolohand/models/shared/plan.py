@@ -41,10 +41,11 @@ def plan_images(plan: dict[str, Any], split: str) -> list[Path]:
 
 
 def _full_resolution(images: list[Path]) -> int:
-    """The largest side of ``images`` (PNG headers only): a windowed run's plane when no imgsz is given."""
+    """The largest side of ``images`` (PNG headers only), rounded up to 32 (a side every encoder takes):
+    a windowed run's plane when no imgsz is given."""
     from yolohand.data.layout import image_size
 
-    return max(max(image_size(p)) for p in images)
+    return -(-max(max(image_size(p)) for p in images) // 32) * 32
 
 
 def plan_run(fold: int | str, spec: ModelSpec, yolo=None, runs=None, name: str = "train", config=None,

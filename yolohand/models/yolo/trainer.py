@@ -51,7 +51,7 @@ from yolohand.models.shared.batchnorm import recalibrate_batchnorm  # noqa: E402
 from yolohand.models.yolo.val import DiceSegmentationValidator  # noqa: E402
 
 __all__ = [
-    "PREPROCESS_ENV", "PREPROCESS_KEY", "PreprocessedYOLODataset", "model_preprocess",
+    "PREPROCESS_ENV", "PREPROCESS_KEY", "PreprocessedYOLODataset", "model_preprocess", "preprocess_image",
     "THREADS_ENV", "BN_RECALIBRATION_BATCHES", "AMP_CHECK_SITES", "DiceSegmentationTrainer", "cpu_threads",
     "use_all_cpu_cores", "note_best_epoch", "stop_if_interrupted", "amp_allowed", "offline_check_amp",
 ]
@@ -203,9 +203,20 @@ def model_preprocess(model: Any) -> dict[str, Any]:
             "gamma": parse_gamma(stored.get("gamma"), flag="checkpoint gamma")}
 
 
-class _Preprocess:
-    """Applies ``yolohand_clahe`` to every image as loaded (long side imgsz), then, on an augmenting
-    (training) dataset, a gamma drawn from ``yolohand_gamma``; before ultralytics' augmentations.
+def preprocess_image(img: Any, clahe: Any, gamma: Any, augment: bool) -> Any:
+    """An image as ultralytics loaded it (long side imgsz; (H, W, C) gray) through the run's CLAHE, then,
+    on an augmenting (training) dataset, a gamma drawn from ``gamma`` (ultralytics seeds ``random``)."""
+    if clahe is not None:
+        img = apply_to_gray(img, lambda g: apply_clahe(g, clahe))
+    if gamma and augment:
+        g = random.uniform(*gamma)
+        img = apply_to_gray(img, lambda x: apply_gamma(x, g))
+    return img
+
+
+class PreprocessedYOLODataset(YOLODataset):
+    """ultralytics' ``YOLODataset`` with the run's CLAHE and gamma (:func:`preprocess_image`), set in
+    place on a built dataset (``__class__``) by :meth:`DiceSegmentationTrainer.build_dataset`.
 
     ``get_image_and_label`` is where each image reaches the transforms (mosaic and mixup fetch their
     extra images through it too), while the image cache (``self.ims``) keeps the raw pixels."""
@@ -215,16 +226,8 @@ class _Preprocess:
 
     def get_image_and_label(self, index: int) -> dict[str, Any]:
         label = super().get_image_and_label(index)
-        img = apply_to_gray(label["img"], lambda g: apply_clahe(g, self.yolohand_clahe))
-        if self.yolohand_gamma and self.augment:
-            g = random.uniform(*self.yolohand_gamma)  # ultralytics seeds `random` (init_seeds)
-            img = apply_to_gray(img, lambda x: apply_gamma(x, g))
-        label["img"] = img
+        label["img"] = preprocess_image(label["img"], self.yolohand_clahe, self.yolohand_gamma, self.augment)
         return label
-
-
-class PreprocessedYOLODataset(_Preprocess, YOLODataset):
-    """ultralytics' ``YOLODataset`` with the run's CLAHE and gamma (:class:`_Preprocess`)."""
 
 
 # ----------------------------------------------------------------------------- the trainer
