@@ -395,3 +395,30 @@ def test_ctrl_c_during_convert_leaves_no_process(tmp_path):
             assert proc.returncode == 0, err[-2000:]
             shutil.rmtree(tmp_path / "y")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "root"]
+
+
+def _an_image(root: Path) -> Path:
+    return sorted((root / "train" / "DCM").rglob("*.png"))[0]
+
+
+def test_show_never_writes_into_the_dataset(run_cli, synth_root, tmp_path, monkeypatch):
+    """`show --out` inside --root (or inside the dataset the image belongs to) is refused; so is the
+    default output (the working directory) when show runs from inside a dataset folder."""
+    root = tmp_path / "hb"
+    shutil.copytree(synth_root, root)
+    image = _an_image(root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for argv in (["--out", root / "o.png"], ["--root", root, "--out", root / "train" / "o.png"]):
+        code, _, err = run_cli(["show", image, "--gt", *argv])
+        assert code == 1 and _errors(err) == [f"error: {argv[-1]}: --out lies inside the input {root}; choose an output "
+                                              "outside the inputs"], err
+    for where, argv in ((root / "train", [image]), (root, [image.name, "--root", "."]), (image.parent, [image])):
+        monkeypatch.chdir(where)
+        code, _, err = run_cli(["show", *argv, "--gt"])
+        assert code == 1 and _errors(err) == [f"error: {where / (image.stem + '_overlay.png')}: the default output (the "
+                                              f"working directory) lies inside the dataset {root}; pass --out with a "
+                                              "place outside it"], err
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    monkeypatch.chdir(tmp_path)  # outside the dataset: the default works
+    code, out, err = run_cli(["show", image, "--gt"])
+    assert code == 0 and (tmp_path / f"{image.stem}_overlay.png").is_file(), err

@@ -21,15 +21,21 @@ def show(
     With both --gt and --pred the two overlays are drawn side by side.
     """
     from yolohand.config import default_path
-    from yolohand.core.paths import PNG, check_output
+    from yolohand.core.paths import PNG, check_output, overlap
     from yolohand.errors import YolohandError
-    from yolohand.viz.draw import render_show, resolve_image, write_png
+    from yolohand.viz.draw import dataset_root, render_show, resolve_image, write_png
 
     image_path, json_path = resolve_image(image, default_path("root", root))
     if gt and json_path is None:
         raise YolohandError(f"{image_path}: no annotation JSON found (expected under the split's outputs_json/)")
-    out = out if out is not None else Path.cwd() / f"{image_path.stem}_overlay.png"
-    check_output(out, PNG, [image_path, json_path, pred], force, flag="--out")  # fail before the work, not after
+    datasets = [root, dataset_root(image_path)]  # the --root given and the dataset the image belongs to
+    if out is None:
+        out = Path.cwd() / f"{image_path.stem}_overlay.png"
+        hit = overlap(out, datasets)
+        if hit is not None:  # run from inside a dataset folder: the default place is in the dataset
+            raise YolohandError(f"{out}: the default output (the working directory) lies inside the dataset {Path(hit[0]).resolve()}; "
+                                "pass --out with a place outside it")
+    check_output(out, PNG, [image_path, json_path, pred, *datasets], force, flag="--out")  # before the work
     result = render_show(image_path, json_path if gt else None, pred, alpha)
     write_png(out, result.picture, force)
     for line in result.lines:

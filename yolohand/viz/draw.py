@@ -362,6 +362,17 @@ def resolve_image(image: str | os.PathLike, root: str | os.PathLike | None) -> t
     return path, _json_for(path)
 
 
+def dataset_root(path: Path) -> Path | None:
+    """The dataset an image of the competition layout belongs to (``<R>/{train,test}/DCM/...`` -> ``R``;
+    ``<F>/DCM/...`` -> ``F``), None for an image outside that layout: an input of ``show`` as a whole."""
+    parts = Path(path).parts
+    if "DCM" not in parts:
+        return None
+    i = len(parts) - 1 - parts[::-1].index("DCM")
+    top = i - 1 if i >= 1 and parts[i - 1] in ("train", "test") else i
+    return Path(*parts[:top]) if top >= 2 else None
+
+
 def _json_for(path: Path) -> Path | None:
     """The competition-layout annotation of an image path, when it exists."""
     parts = path.parts
