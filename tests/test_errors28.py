@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -557,3 +558,62 @@ def test_a_yolo_checkpoint_with_other_class_names_is_refused(inputs, tmp_path, r
     code, _, err = run_cli(["predict", "-w", "renamed.pt", "--source", inputs["image"], "--rle", "p.csv"])
     one_error(code, err, "renamed.pt", f"its class names are {says}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["renamed.pt"]
+
+
+# --------------------------------------------------------------------------- 2. a full disk while training
+
+
+def test_full_disk_while_training_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    """The smp/refine trainer writes best.pt, last.pt (and results.csv) whole or not at all: a full disk
+    is one line naming the file, and the run does not look finished (a rerun replaces it)."""
+    import torch
+
+    from yolohand.models.shared.config import DEFAULTS
+    from yolohand.models.shared.engine import AtomicCheckpointIO, ResultsCsv, make_trainer
+
+    run = tmp_path / "fold0"
+    trainer, _ = make_trainer(dict(DEFAULTS, epochs=1), run, None, progress=False)
+    io = trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)
+    weights = run / "weights"
+    weights.mkdir(parents=True)
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(4)}}, weights / "last.pt")  # an earlier epoch's
+    before = (weights / "last.pt").read_bytes()
+    fill_disk(monkeypatch, run)
+    for name in ("best.pt", "last.pt"):
+        with pytest.raises(YolohandError, match=f"^{weights / name}: no space left on device while writing it; "):
+            io.save_checkpoint({"state_dict": {"w": torch.zeros(1000)}}, weights / name)
+    assert sorted(p.name for p in weights.iterdir()) == ["last.pt"] and (weights / "last.pt").read_bytes() == before
+    csv = ResultsCsv(run / "results.csv")
+    csv.rows = [{"epoch": 1, "metrics/dice(M)": "0.5"}]
+    trainer_stub = type("T", (), {"global_rank": 0, "val_dataloaders": None, "limit_val_batches": 0,
+                                  "callback_metrics": {}, "optimizers": [], "current_epoch": 1})()
+    with pytest.raises(YolohandError, match=f"^{run / 'results.csv'}: no space left on device while writing it"):
+        csv.on_train_epoch_end(trainer_stub, None)
+    assert sorted(p.name for p in run.iterdir()) == ["weights"]
+
+
+@pytest.mark.parametrize("step", ["save_model", "final_eval"])
+def test_full_disk_while_training_yolo_removes_the_half_written_checkpoint(tmp_path, monkeypatch, step):
+    """ultralytics writes last.pt / best.pt in place: the half-written one is removed, one line names it."""
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from yolohand.models.yolo.trainer import DiceSegmentationTrainer
+
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    (wdir / "last.pt").write_bytes(SMP.read_bytes())  # a complete checkpoint of an earlier epoch
+
+    def half_write(self):
+        self.best.write_bytes(SMP.read_bytes()[:5000])
+        if step == "save_model":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/3")
+
+    monkeypatch.setattr(BaseTrainer, step, half_write)
+    trainer = DiceSegmentationTrainer.__new__(DiceSegmentationTrainer)
+    trainer.wdir, trainer.last, trainer.best = wdir, wdir / "last.pt", wdir / "best.pt"
+    says = "no space left on device" if step == "save_model" else "the write failed (["
+    with pytest.raises(YolohandError, match=f"^{wdir / 'best.pt'}: {re.escape(says)}"):
+        getattr(trainer, step)()
+    assert sorted(p.name for p in wdir.iterdir()) == ["last.pt"]

@@ -81,6 +81,13 @@ class WriteFailed(YolohandError):
         what = "it" if inner is None else inner
         super().__init__(f"{path}: {why} while writing {what}; nothing written (free space or choose another place)")
 
+    @classmethod
+    def of(cls, path: str | os.PathLike, exc: BaseException) -> WriteFailed:
+        """The failure ``exc`` (an OSError, or torch's ``PytorchStreamWriter failed writing``) of writing ``path``."""
+        if isinstance(exc, OSError):
+            return cls(Path(path), _why(exc))
+        return cls(Path(path), f"the write failed ({' '.join(str(exc).split()[:12])}: a full disk?)")
+
 
 def _why(exc: OSError) -> str:
     if exc.errno in _WRITE_ERRNOS:

@@ -40,6 +40,7 @@ from yolohand.defaults import DICE_KEY
 # Lightning's import is slow and prints tips: quieted before import.
 os.environ.setdefault("POSSIBLE_USER_WARNING", "off")
 import pytorch_lightning as pl  # noqa: E402
+from pytorch_lightning.plugins.io import TorchCheckpointIO  # noqa: E402
 
 # Deprecation notices from inside torch/Lightning and Lightning's advertising tips ("💡 Tip: ... try
 # installing litlogger"): nothing a user of yolohand can act on.
@@ -48,7 +49,7 @@ for _notice in (r".*isinstance\(treespec, LeafSpec\).*", r".*distributed\.nn\.fu
     warnings.filterwarnings("ignore", message=_notice)
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: not str(record.msg).startswith("💡"))
 
-__all__ = ["make_loss", "SegModule", "ResultsCsv", "make_trainer", "Interrupted", "NotLearning", "WeightAverage",
+__all__ = ["make_loss", "SegModule", "ResultsCsv", "make_trainer", "Interrupted", "NotLearning", "AtomicCheckpointIO", "WeightAverage",
            "finish_average"]
 
 #: :class:`NotLearning` warns when the validation Dice is below this after this many epochs.
@@ -197,12 +198,24 @@ class ResultsCsv(pl.Callback):
         self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
         self.rows.append({"epoch": epoch, "train/loss": value("train/loss"), "val/loss": value("val/loss"),
                           DICE_KEY: value(DICE_KEY), "lr": f"{lr:.6g}", "time": f"{time.perf_counter() - self.t0:.1f}"})
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        from yolohand.core.atomic import atomic_file
+
+        with atomic_file(self.path, force=True) as fh:  # a full disk: one line naming results.csv, no temporary left
             writer = csv.DictWriter(fh, fieldnames=list(self.rows[-1]))
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through :func:`yolohand.core.atomic.atomic_file`: best.pt and last.pt
+    are written whole or not at all (Lightning's own writes in place, so a full disk left a half-written
+    best.pt), and a failed write is one line naming the file (:class:`yolohand.core.atomic.WriteFailed`)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        from yolohand.core.atomic import atomic_file
+
+        with atomic_file(path, force=True, mode="wb") as fh:
+            torch.save(checkpoint, fh)
 
 
 class Interrupted(pl.Callback):
@@ -356,7 +369,7 @@ def make_trainer(args: dict[str, Any], run_dir: Path, devices: list[int] | None,
         precision="16-mixed" if amp_on(args, gpu) else "32-true", max_epochs=args["epochs"],
         accumulate_grad_batches=args["accumulate"], check_val_every_n_epoch=args["val_every"],
         limit_val_batches=None if validate else 0,
-        callbacks=callbacks, logger=False, default_root_dir=str(run_dir), num_sanity_val_steps=0,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], logger=False, default_root_dir=str(run_dir), num_sanity_val_steps=0,
         enable_model_summary=False, enable_progress_bar=progress, deterministic=bool(args["deterministic"]),
     )
     return trainer, interrupted

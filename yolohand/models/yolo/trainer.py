@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import warnings
 from collections.abc import Iterator
 from copy import copy
 from typing import Any
@@ -54,6 +55,7 @@ __all__ = [
     "PREPROCESS_ENV", "PREPROCESS_KEY", "PreprocessedYOLODataset", "model_preprocess", "preprocess_image",
     "THREADS_ENV", "BN_RECALIBRATION_BATCHES", "AMP_CHECK_SITES", "DiceSegmentationTrainer", "cpu_threads",
     "use_all_cpu_cores", "note_best_epoch", "stop_if_interrupted", "amp_allowed", "offline_check_amp",
+    "drop_partial_checkpoints",
 ]
 
 #: Environment variable with the number of torch CPU threads for training (default: every core).
@@ -230,6 +232,28 @@ class PreprocessedYOLODataset(YOLODataset):
         return label
 
 
+# ----------------------------------------------------------------------------- a failed checkpoint write
+
+
+def drop_partial_checkpoints(trainer: Any, exc: BaseException) -> YolohandError:
+    """After ``exc`` interrupted a checkpoint write of ``trainer`` (its ``wdir``, ``last``, ``best``):
+    remove every checkpoint in ``wdir`` that is not a complete archive (the half-written one), and
+    return the one-line error naming it (:class:`yolohand.core.atomic.WriteFailed`)."""
+    from pathlib import Path
+
+    from yolohand.core.atomic import WriteFailed
+    from yolohand.models.shared.checkpoint import archive_problem
+
+    wdir = Path(trainer.wdir)
+    partial = [p for p in sorted(wdir.glob("*.pt")) if p.is_file() and archive_problem(p) is not None]
+    for p in partial:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    named = getattr(exc, "filename", None)
+    where = partial[0] if partial else Path(named) if isinstance(named, str) else Path(trainer.last)
+    return WriteFailed.of(where, exc)
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
@@ -249,6 +273,8 @@ class DiceSegmentationTrainer(SegmentationTrainer):
                 cbs[event].append(use_all_cpu_cores)
         if note_best_epoch not in cbs["on_model_save"]:
             cbs["on_model_save"].append(note_best_epoch)
+        # ultralytics' albumentations ToGray meets the 1-channel images: nothing a user can act on
+        warnings.filterwarnings("ignore", message="The image is already gray")
         for event in ("on_train_batch_end", "on_val_batch_end"):  # a swallowed Ctrl-C still stops the run
             if stop_if_interrupted not in cbs[event]:
                 cbs[event].append(stop_if_interrupted)
@@ -293,6 +319,25 @@ class DiceSegmentationTrainer(SegmentationTrainer):
         dataset.__class__ = PreprocessedYOLODataset
         dataset.yolohand_clahe, dataset.yolohand_gamma = pre["clahe"], pre["gamma"]
         return dataset
+
+    def save_model(self):
+        """ultralytics' ``save_model``, which writes last.pt and best.pt in place: when a write fails (a full
+        disk), the half-written file is removed and the failure is one line naming it, so the run does not
+        look finished (:func:`drop_partial_checkpoints`)."""
+        try:
+            return super().save_model()
+        except OSError as exc:
+            raise drop_partial_checkpoints(self, exc) from exc
+
+    def final_eval(self):
+        """ultralytics' ``final_eval``, which strips the optimizer from last.pt and best.pt in place
+        (torch.save over each): a failed write is handled as in :meth:`save_model`."""
+        try:
+            return super().final_eval()
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "PytorchStreamWriter" not in str(exc):
+                raise
+            raise drop_partial_checkpoints(self, exc) from exc
 
     def get_validator(self) -> DiceSegmentationValidator:
         """The Dice validator, after ultralytics' own ``get_validator`` (which sets ``loss_names`` up to 8.4.103)."""
