@@ -110,6 +110,8 @@ WRITERS = {
     "ensemble": (lambda d, o: ["ensemble", d["csv"], d["csv"], "--out", o / "en.csv", "--size", "256,256"], "en.csv"),
     "ensemble --save-probs": (lambda d, o: ["ensemble", "--probs", d["a"], "--probs", d["b"], "--out", d["csv"].parent
                                             / "unused.csv", "--save-probs", o / "maps"], "maps"),
+    "predict --save-probs": (lambda d, o: ["predict", "-w", SMP, "--source", d["image"], "--rle", d["csv"].parent
+                                           / "unused-p.csv", "--save-probs", o / "maps"], "maps"),
     "show": (lambda d, o: ["show", d["image"], "--gt", "--out", o / "o.png"], "o.png"),
     "compare": (lambda d, o: ["compare", d["csv"], d["csv"], "--out", o / "r", "--size", "256,256", "--top", "1"], "r"),
     "convert": (lambda d, o: ["convert", "--root", d["root"], "--out", o / "y", "--folds", "2", "--workers", "1"], "y"),
