@@ -422,3 +422,90 @@ def test_show_never_writes_into_the_dataset(run_cli, synth_root, tmp_path, monke
     monkeypatch.chdir(tmp_path)  # outside the dataset: the default works
     code, out, err = run_cli(["show", image, "--gt"])
     assert code == 0 and (tmp_path / f"{image.stem}_overlay.png").is_file(), err
+
+
+# --------------------------------------------------------------------------- part 9: the network at run time
+
+
+_NO_NETWORK = """
+import importlib, json, pkgutil, socket, sys
+attempts = []
+def blocked(*args, **kwargs):
+    attempts.append(repr(args[:2]))
+    raise OSError("network blocked by the test")
+for name in ("connect", "connect_ex"):
+    setattr(socket.socket, name, blocked)
+socket.create_connection = socket.getaddrinfo = blocked
+import yolohand.cli
+import yolohand.models
+names = ["yolohand.cli." + m.name for m in pkgutil.iter_modules(yolohand.cli.__path__)]
+for family in ("yolo", "smp", "refine", "shared"):
+    package = importlib.import_module("yolohand.models." + family)
+    names += [f"yolohand.models.{family}." + m.name for m in pkgutil.iter_modules(package.__path__)]
+for name in [*names, "albumentations", "ultralytics.data.augment", "segmentation_models_pytorch"]:
+    importlib.import_module(name)
+print(json.dumps({"attempts": attempts, "modules": len(names)}))
+"""
+
+
+def _imports_offline(tmp_path: Path, script: str) -> dict:
+    """Run ``script`` (which prints a JSON report last) with none of the offline variables set beforehand."""
+    import json
+
+    env = {k: v for k, v in ENV.items() if k not in ("NO_ALBUMENTATIONS_UPDATE", "HF_HUB_OFFLINE", "YOLO_OFFLINE")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "version info" not in proc.stderr, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("first", ["yolohand.models", "yolohand.cli"])
+def test_the_offline_variables_are_set_before_any_network_library_loads(tmp_path, first):
+    """The cheap half of the two tests below: importing the model families (or starting the command)
+    sets the variables that keep albumentations, ultralytics and the Hugging Face hub offline."""
+    from yolohand.offline import DEFAULTED, FORCED
+
+    script = ("import json, os, sys\nsys.argv[0] = 'yolohand' if %r == 'yolohand.cli' else sys.argv[0]\n"
+              "import %s\n" % (first, first) +
+              "print(json.dumps({k: os.environ.get(k) for k in %r}))\n" % [*FORCED, *DEFAULTED])
+    assert _imports_offline(tmp_path, script) == {**FORCED, **DEFAULTED}
+
+
+@pytest.mark.slow
+def test_albumentations_does_not_check_for_a_release(tmp_path):
+    """albumentations' release check on import printed `warning: Error fetching version info <urlopen
+    error ...>` on every smp run with the network cut: off once yolohand.models is loaded."""
+    script = _NO_NETWORK.split("import yolohand.cli")[0] + (
+        "import yolohand.models\nimport albumentations\nprint(json.dumps({'attempts': attempts}))\n")
+    assert _imports_offline(tmp_path, script) == {"attempts": []}
+
+
+@pytest.mark.slow
+def test_no_module_of_any_command_reaches_the_network(tmp_path):
+    """Every command's modules and the libraries under them, imported with sockets blocked: nothing
+    tries to connect."""
+    report = _imports_offline(tmp_path, _NO_NETWORK)
+    assert report["attempts"] == [] and report["modules"] > 30, report
+
+
+@pytest.mark.slow
+def test_yolo_training_does_not_warn_about_gray_images(converted, tmp_path):
+    """ultralytics' albumentations ToGray meets the one-channel images (`The image is already gray.`,
+    several times a run): silenced once the trainer exists."""
+    import warnings
+
+    import numpy as np
+
+    from yolohand.defaults import DEMO_WEIGHTS
+    from yolohand.models.yolo.train import plan_train
+    from yolohand.models.yolo.trainer import DiceSegmentationTrainer
+
+    plan = plan_train(0, yolo=converted, runs=tmp_path / "runs", model=DEMO_WEIGHTS, imgsz=64, device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DiceSegmentationTrainer(overrides=dict(plan.args))
+        import albumentations as A
+
+        A.ToGray(p=1.0)(image=np.zeros((8, 8, 1), np.uint8))
+    assert not [w for w in caught if "already gray" in str(w.message)]

@@ -24,6 +24,10 @@ from __future__ import annotations
 from yolohand import interrupts as _interrupts
 
 _interrupts.early()
+if _interrupts.is_command():  # and no library under it reaches the network (yolohand/offline.py)
+    from yolohand.offline import stay_offline as _stay_offline
+
+    _stay_offline()
 
 import importlib  # noqa: E402
 from typing import Any  # noqa: E402
