@@ -8,11 +8,17 @@ R x R, and runs all of an image's bones in one forward pass. Channel ``c`` of th
 Each crop predicts only its own bone, so overlapping bones stay multi-label. A class the first
 stage did not find stays None. A refiner trained with CLAHE (its metadata's ``clahe``) sees the
 full-resolution image through the same CLAHE before its crops are cut, as in training.
+
+The gate: a checkpoint whose metadata holds a ``gate`` (the classes the refiner made worse than the
+detector on its validation images, :mod:`yolohand.models.refine.train`) keeps the first stage's crop
+of those classes as it is; loading it prints one line naming them. Older checkpoints have no gate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +26,17 @@ import numpy as np
 
 from yolohand.core import crops as cr
 from yolohand.data.preprocess import Clahe, apply_clahe, clahe_of
+from yolohand.models.refine.gate import gate_classes, gate_line
 from yolohand.models.refine.geometry import grow_box, input_planes
 
 __all__ = ["RefineStage", "refine_crops", "load_refiner"]
 
 
-def _windows(image: np.ndarray, crops: cr.ClassCrops, margin: float, size: int):
-    """(classes, windows, input stack float32 (N, 2, R, R)) of the non-empty crops."""
+def _windows(image: np.ndarray, crops: cr.ClassCrops, margin: float, size: int, keep: Collection[int] = ()):
+    """(classes, windows, input stack float32 (N, 2, R, R)) of the non-empty crops not in ``keep``."""
     classes, windows, planes = [], [], []
     for c, crop in enumerate(crops):
-        if crop is None:
+        if crop is None or c in keep:
             continue
         y0, x0, y1, x1 = win = grow_box((crop.y0, crop.x0, crop.y1, crop.x1), margin, image.shape[:2])
         prior = np.zeros((y1 - y0, x1 - x0), np.float32)
@@ -43,12 +50,13 @@ def _windows(image: np.ndarray, crops: cr.ClassCrops, margin: float, size: int):
 
 
 def refine_crops(model, image: np.ndarray, crops: cr.ClassCrops, margin: float, size: int, device,
-                 half: bool = False) -> cr.ClassCrops:
-    """Refined crops of one uint8 (H, W) image (see the module docstring); ``model`` in eval mode."""
+                 half: bool = False, keep: Collection[int] = ()) -> cr.ClassCrops:
+    """Refined crops of one uint8 (H, W) image (see the module docstring); ``model`` in eval mode.
+    The classes in ``keep`` (the gate) keep the first stage's crop, the very object."""
     import torch
     import torch.nn.functional as F
 
-    classes, windows, planes = _windows(image, crops, margin, size)
+    classes, windows, planes = _windows(image, crops, margin, size, keep)
     out = list(crops)
     if planes is None:
         return out
@@ -65,7 +73,8 @@ def refine_crops(model, image: np.ndarray, crops: cr.ClassCrops, margin: float, 
 
 @dataclass
 class RefineStage:
-    """A loaded refiner: ``model`` (2 input channels, 29 outputs) at R = ``size``, its ``margin``."""
+    """A loaded refiner: ``model`` (2 input channels, 29 outputs) at R = ``size``, its ``margin``;
+    ``gate``: the classes whose first-stage crop is kept."""
 
     path: Path
     model: Any
@@ -74,11 +83,12 @@ class RefineStage:
     device: Any
     half: bool = False
     clahe: Clahe | None = None
+    gate: frozenset[int] = field(default_factory=frozenset)
 
     def refine(self, image: np.ndarray, crops: cr.ClassCrops) -> cr.ClassCrops:
-        """Refined crops of one uint8 (H, W) image."""
+        """Refined crops of one uint8 (H, W) image (the gated classes: the first stage's crops)."""
         return refine_crops(self.model, apply_clahe(image, self.clahe), crops, self.margin, self.size, self.device,
-                            self.half)
+                            self.half, self.gate)
 
 
 def load_refiner(path: Path, ckpt: dict[str, Any], device: str | None = None, half: bool = False) -> RefineStage:
@@ -88,5 +98,9 @@ def load_refiner(path: Path, ckpt: dict[str, Any], device: str | None = None, ha
 
     dev = torch_device(device, half)
     model, meta = model_from_checkpoint(path, ckpt)
+    gate = meta.get("gate")  # None: a checkpoint from before the gate, or trained without a detector
+    if gate is not None:
+        print(gate_line(gate, f" {path}"), file=sys.stderr)
     return RefineStage(path, model.to(dev), int(meta["imgsz"]), float(meta.get("margin", 0.15)), dev, half,
-                       clahe_of(meta))
+                       clahe_of(meta), gate_classes(gate))
+

@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "jitter": 0.1,  # box shift/scale jitter while training, fraction of the box side
     "prior_stride": 8.0,  # original pixels per YOLO prototype cell (4 x image side / YOLO imgsz)
     "detector": None,  # a first-stage checkpoint (YOLO best.pt) for the end-to-end validation
+    "priors": None,  # a folder of out-of-fold probability maps (predict --save-probs) to train on
+    "prior_mix": 0.5,  # with priors: the share of draws using the predicted box and map (0..1)
+    "gate_margin": 0.002,  # keep the detector's mask of a class the refiner lowers by more (validation Dice)
 }
 #: Where the refiner's defaults differ: its samples are bone crops with a prior channel (29 per
 #: image), an easy target that learned with the seed's recipe; measured in tests/test_refine.py.
@@ -77,7 +80,7 @@ _INT = {"epochs", "batch", "imgsz", "patience", "accumulate", "workers", "seed",
 #: Whole numbers that may be 0 (off / none).
 _ZERO_OK = {"patience", "workers", "seed", "bn_batches", "window", "swa_epochs"}
 _FLOAT = {"lr0", "weight_decay", "lrf", "bce_weight", "dice_weight", "fliplr", "degrees", "scale", "translate",
-          "brightness", "contrast", "margin", "jitter", "prior_stride"}
+          "brightness", "contrast", "margin", "jitter", "prior_stride", "prior_mix", "gate_margin"}
 _BOOL = {"cos_lr", "deterministic"}
 _CHOICES = {"loss": LOSSES, "optimizer": ("adam", "adamw", "sgd")}
 
@@ -134,6 +137,8 @@ def _typed(key: str, value: Any, where: str) -> Any:
     except (TypeError, ValueError):
         kind = f"a whole number >= {0 if key in _ZERO_OK else 1}" if key in _INT else "a number >= 0" if key in _FLOAT else "true or false"
         raise YolohandError(f"{where}: {key}: {value!r} is not {kind}") from None
+    if key == "prior_mix" and value > 1:
+        raise YolohandError(f"{where}: prior_mix: {value!r} is not a share between 0 and 1")
     if key in _CHOICES and value not in _CHOICES[key]:
         raise YolohandError(f"{where}: {key}: {value!r}: expected one of {', '.join(_CHOICES[key])}")
     return value

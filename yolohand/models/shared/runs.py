@@ -22,7 +22,7 @@ __all__ = ["TrainResult", "fold_yaml", "list_folds", "read_list", "check_run_dir
            "check_run_name", "run_inputs", "check_run_place", "PATH_ARGS"]
 
 #: Run arguments (``--config`` keys of either family) that name a file the run reads.
-PATH_ARGS = ("model", "pretrained", "detector", "encoder_weights")
+PATH_ARGS = ("model", "pretrained", "detector", "encoder_weights", "priors")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def run_inputs(yolo: str | os.PathLike | None, config: object = None, model: obj
     """Every file or folder a training run reads, each with the words that name it in messages:
     the converted data (``--yolo``) and the raw dataset its images link to (``convert_report.json``'s
     ``root``), ``--config``, ``--model`` when it is a file, and the files the config names
-    (:data:`PATH_ARGS`: ``model:``, ``pretrained:``, ``detector:``, ``encoder_weights:``). Values that
+    (:data:`PATH_ARGS`: ``model:``, ``pretrained:``, ``detector:``, ``encoder_weights:``, ``priors:``). Values that
     are not existing paths (``imagenet``, a bundled ``yolo11n-seg.yaml``, ``true``) are left out."""
     root = default_path("yolo", yolo)
     found: list[tuple[str, Path]] = [("--yolo", root)]
