@@ -509,3 +509,26 @@ def test_yolo_training_does_not_warn_about_gray_images(converted, tmp_path):
 
         A.ToGray(p=1.0)(image=np.zeros((8, 8, 1), np.uint8))
     assert not [w for w in caught if "already gray" in str(w.message)]
+
+
+# --------------------------------------------------------------------------- part 10: absurd requests, up front
+
+
+def test_synth_refuses_absurd_counts_before_planning(run_cli, tmp_path):
+    """`synth --train-ids 100000000` planned every job in memory (13 GB before the first file)."""
+    code, _, err = run_cli(["synth", tmp_path / "s", "--train-ids", "100000000"])
+    assert code == 1 and _errors(err) == ["error: --train-ids 100000000 --test-ids 5: at most 100000 IDs in all (two "
+                                          "images each); write several datasets (--seed) for more"], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_device_mps_is_refused_where_there_is_none(run_cli, converted, tmp_path):
+    """`train --device mps` trained on the CPU without a word where no Apple GPU exists."""
+    import torch
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has an MPS device")
+    for argv in (["train", "--yolo", converted, "--runs", tmp_path / "runs"], ["predict", "--source", tmp_path]):
+        code, _, err = run_cli([*argv, "--device", "mps"])
+        assert code == 2 and "no Apple MPS device is available here; use --device cpu" in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -82,7 +82,14 @@ def check_device(text: str | None) -> str | None:
     if text is None:
         return None
     value = str(text).strip().lower().replace(" ", "")
-    if value in ("cpu", "mps"):
+    if value == "cpu":
+        return value
+    if value == "mps":  # Apple's GPU: ultralytics would quietly train on the CPU where there is none
+        import torch
+
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise YolohandError(f"--device {text!r}: no Apple MPS device is available here; use --device cpu"
+                                " (or a CUDA index)")
         return value
     if value.startswith("cpu:"):  # N training processes on the CPU (smp, refine)
         from yolohand.models.shared.devices import cpu_processes
