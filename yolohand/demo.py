@@ -47,7 +47,7 @@ workers: 0
 """
 
 
-def _run(args: list[str], log: list[str]) -> float:
+def run_step(args: list[str], log: list[str]) -> float:
     """Run ``yolohand <args>`` in a subprocess, echoing the command; return seconds taken."""
     cmd = [sys.executable, "-m", "yolohand", *args]
     here = str(Path.cwd()) + "/"
@@ -72,7 +72,7 @@ def _yolo_steps(d: dict, folds: int, imgsz: int, epochs: int, log: list[str]) ->
     config.write_text(FINETUNE_CONFIG)
     print(f"\n# {config.name} (ultralytics train arguments for fine-tuning):\n{FINETUNE_CONFIG}", end="")
     for k in range(folds):
-        d["seconds"][f"train fold{k}"] = _run(
+        d["seconds"][f"train fold{k}"] = run_step(
             ["train", "--fold", str(k), "--yolo", str(d["yolo"]), "--runs", str(d["runs"]), "--name", "demo",
              "--model", str(DEMO_WEIGHTS), "--imgsz", str(imgsz), "--epochs", str(epochs),
              "--config", str(config), "--device", "cpu", "--force"], log)
@@ -81,21 +81,21 @@ def _yolo_steps(d: dict, folds: int, imgsz: int, epochs: int, log: list[str]) ->
     for k, w in enumerate(d["yolo_weights"]):
         csv = d["out"] / f"fold{k}.csv"
         d["prob_dirs"].append(d["out"] / f"probs_fold{k}")
-        t = _run(["predict", "--weights", str(w), "--source", d["source"], "--imgsz", str(imgsz),
+        t = run_step(["predict", "--weights", str(w), "--source", d["source"], "--imgsz", str(imgsz),
                   "--rle", str(csv), "--save-probs", str(d["prob_dirs"][-1]), "--force"], log)
         csvs[f"fold{k}"] = (csv, t)
     weights_args = [a for w in d["yolo_weights"] for a in ("--weights", str(w))]
     both = d["out"] / "folds_avg.csv"
-    csvs["folds averaged (soft)"] = (both, _run(["predict", *weights_args, "--source", d["source"], "--imgsz", str(imgsz),
+    csvs["folds averaged (soft)"] = (both, run_step(["predict", *weights_args, "--source", d["source"], "--imgsz", str(imgsz),
                                                  "--rle", str(both), "--force"], log))
     vote = d["out"] / "ensemble.csv"
-    csvs["hard vote of folds"] = (vote, _run(["ensemble", *(str(csvs[f"fold{k}"][0]) for k in range(folds)),
+    csvs["hard vote of folds"] = (vote, run_step(["ensemble", *(str(csvs[f"fold{k}"][0]) for k in range(folds)),
                                               "--out", str(vote), "--size", d["size"], "--force"], log))
     soft = d["out"] / "ensemble_soft.csv"
-    csvs["soft vote of fold maps"] = (soft, _run(["ensemble", *(a for p in d["prob_dirs"] for a in ("--probs", str(p))),
+    csvs["soft vote of fold maps"] = (soft, run_step(["ensemble", *(a for p in d["prob_dirs"] for a in ("--probs", str(p))),
                                                   "--out", str(soft), "--size", d["size"], "--force"], log))
     refined = d["out"] / "refined.csv"
-    csvs["refined (folds + demo refiner)"] = (refined, _run(
+    csvs["refined (folds + demo refiner)"] = (refined, run_step(
         ["predict", *weights_args, "--refiner", str(DEMO_REFINER), "--source", d["source"], "--imgsz", str(imgsz),
          "--rle", str(refined), "--force"], log))
     return csvs
@@ -107,17 +107,17 @@ def _smp_steps(d: dict, csvs: dict[str, tuple[Path, float]], spec: str, imgsz: i
     text = SMP_CONFIG + (f"pretrained: {DEMO_SMP}\n" if spec == SMP_SPEC else "")  # another model starts from random weights
     config.write_text(text)
     print(f"\n# {config.name} (smp run arguments):\n{text}", end="")
-    d["seconds"]["train smp fold0"] = _run(
+    d["seconds"]["train smp fold0"] = run_step(
         ["train", "--fold", "0", "--yolo", str(d["yolo"]), "--runs", str(d["runs"]), "--name", "demo-smp", "--model", spec,
          "--imgsz", str(imgsz), "--epochs", str(epochs), "--config", str(config), "--device", "cpu", "--force"], log)
     smp_w, smp_csv, smp_probs = d["runs"] / "demo-smp" / "fold0" / "weights" / "best.pt", d["out"] / "smp.csv", d["out"] / "probs_smp"
-    csvs["smp"] = (smp_csv, _run(["predict", "--weights", str(smp_w), "--source", d["source"], "--rle", str(smp_csv),
+    csvs["smp"] = (smp_csv, run_step(["predict", "--weights", str(smp_w), "--source", d["source"], "--rle", str(smp_csv),
                                   "--save-probs", str(smp_probs), "--force"], log))
     soft = d["out"] / "yolo_smp_soft.csv"
-    csvs["yolo+smp soft vote"] = (soft, _run(["ensemble", *(a for p in [*d["prob_dirs"], smp_probs] for a in ("--probs", str(p))),
+    csvs["yolo+smp soft vote"] = (soft, run_step(["ensemble", *(a for p in [*d["prob_dirs"], smp_probs] for a in ("--probs", str(p))),
                                               "--out", str(soft), "--size", d["size"], "--force"], log))
     hard = d["out"] / "yolo_smp_hard.csv"
-    csvs["yolo+smp hard vote"] = (hard, _run(["ensemble", str(d["out"] / "fold0.csv"), str(d["out"] / "fold1.csv"), str(smp_csv),
+    csvs["yolo+smp hard vote"] = (hard, run_step(["ensemble", str(d["out"] / "fold0.csv"), str(d["out"] / "fold1.csv"), str(smp_csv),
                                               "--out", str(hard), "--size", d["size"], "--force"], log))
 
 
@@ -125,7 +125,7 @@ def _score(d: dict, csvs: dict[str, tuple[Path, float]], log: list[str]) -> list
     rows = []
     for label, (csv, t) in csvs.items():
         report = csv.with_suffix(".eval.json")
-        _run(["evaluate", str(csv), "--gt", str(d["data"]), "--json", str(report), "--force"], log)
+        run_step(["evaluate", str(csv), "--gt", str(d["data"]), "--json", str(report), "--force"], log)
         result = json.loads(report.read_text())
         rows.append({"source": label, "csv": csv.name, "mean_dice": result["mean_dice"],
                      "weakest": _weakest(result["per_class"]), "seconds": t})
@@ -160,9 +160,9 @@ def run_demo(
     d = {"out": out, "data": out / "handbone", "yolo": out / "yolo", "runs": out / "runs", "seconds": {},
          "yolo_weights": [], "prob_dirs": [], "size": f"{size},{size}", "source": str(out / "handbone" / "test" / "DCM")}
     log: list[str] = []
-    _run(["synth", str(d["data"]), "--train-ids", str(train_ids), "--test-ids", str(test_ids),
+    run_step(["synth", str(d["data"]), "--train-ids", str(train_ids), "--test-ids", str(test_ids),
           "--size", str(size), "--seed", str(seed), "--style", style, "--force"], log)
-    _run(["convert", "--root", str(d["data"]), "--out", str(d["yolo"]), "--folds", str(folds), "--imgsz", str(imgsz),
+    run_step(["convert", "--root", str(d["data"]), "--out", str(d["yolo"]), "--folds", str(folds), "--imgsz", str(imgsz),
           "--force"], log)
     csvs = _yolo_steps(d, folds, imgsz, epochs, log)
     if smp and folds >= 2:

@@ -30,7 +30,22 @@ def _palette(n: int) -> tuple[tuple[int, int, int], ...]:
 #: One distinct RGB colour (0..255) per class, same order as CLASSES.
 COLORS: tuple[tuple[int, int, int], ...] = _palette(NUM_CLASSES)
 
+#: The five groups Dice is reported by (model cards, issues): where a model loses its Dice.
+REPORT_GROUPS: dict[str, tuple[str, ...]] = {
+    "fingertips": tuple(f"finger-{i}" for i in (1, 4, 8, 12, 16)),
+    "other phalanges": tuple(f"finger-{i}" for i in (2, 5, 6, 9, 10, 13, 14, 17, 18)),
+    "metacarpals": tuple(f"finger-{i}" for i in (3, 7, 11, 15, 19)),
+    "carpals": CARPALS,
+    "radius/ulna": FOREARM,
+}
+
+
+def group_means(per_class: dict[str, float]) -> dict[str, float]:
+    """Mean Dice per :data:`REPORT_GROUPS` group of a class name -> Dice mapping."""
+    return {g: sum(per_class[c] for c in names) / len(names) for g, names in REPORT_GROUPS.items()}
+
 
 __all__ = [
-    "FINGERS", "CARPALS", "FOREARM", "CLASSES", "NUM_CLASSES", "CLASS_INDEX", "COLORS",
+    "FINGERS", "CARPALS", "FOREARM", "CLASSES", "NUM_CLASSES", "CLASS_INDEX", "COLORS", "REPORT_GROUPS",
+    "group_means",
 ]

@@ -1,0 +1,1 @@
+"""Re-runnable recipes (the shipped checkpoints)."""
