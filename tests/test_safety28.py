@@ -532,3 +532,33 @@ def test_device_mps_is_refused_where_there_is_none(run_cli, converted, tmp_path)
         code, _, err = run_cli([*argv, "--device", "mps"])
         assert code == 2 and "no Apple MPS device is available here; use --device cpu" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+_SWALLOWING_IMPORT = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+from test_safety28 import _swallow_a_ctrl_c
+import yolohand.models.smp.importer as importer
+reference = importer.reference_probs
+def swallowing(*args, **kwargs):
+    _swallow_a_ctrl_c()  # a Ctrl-C while the models run, swallowed by a library
+    return reference(*args, **kwargs)
+importer.reference_probs = swallowing
+from yolohand.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_an_interrupted_import_writes_no_checkpoint(tmp_path):
+    """`yolohand import` interrupted early left its output .pt behind: a Ctrl-C, even one a library
+    swallowed, means nothing is written (and after the boundary a late one prints no traceback)."""
+    import segmentation_models_pytorch as smp
+    import torch
+
+    torch.save(smp.Unet("resnet18", encoder_weights=None, in_channels=3, classes=29).state_dict(), tmp_path / "sd.pth")
+    args = ["import", "sd.pth", "out.pt", "--imgsz", "64", "--model", "smp:Unet:resnet18"]
+    proc = subprocess.run([sys.executable, "-c", _SWALLOWING_IMPORT, str(Path(__file__).parent), *args], cwd=tmp_path,
+                          env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130 and proc.stderr.rstrip().endswith("interrupted"), proc.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sd.pth"]
