@@ -61,8 +61,10 @@ def is_command() -> bool:
     (``-m`` while the package is imported) or the repository's ``cli.py``."""
     first = sys.argv[0] if sys.argv else ""
     name = os.path.basename(first).removesuffix(".exe")
-    return first == "-m" or name in ("yolohand", "cli.py") or (name == "__main__.py" and
-                                                             os.path.basename(os.path.dirname(first)) == "yolohand")
+    here = os.path.dirname(os.path.realpath(__file__))  # the package; another program's cli.py is not ours
+    return first == "-m" or name == "yolohand" or (
+        name in ("cli.py", "__main__.py") and os.path.realpath(first) in (os.path.join(os.path.dirname(here), "cli.py"),
+                                                                        os.path.join(here, "__main__.py")))
 
 
 def early() -> None:
