@@ -12,7 +12,10 @@ user would type (each echoed, like ``make demo``), in a work folder (default ``r
    where it stopped; a run that spent its budget is continued by a next stage (``yolo-2``,
    ``yolo-3``...) that starts from the best checkpoint so far, so the training adds up.
 3. ``smp`` / ``refine``: fine-tune the shipped smp model / refiner for ``--epochs`` (resumed
-   the same way when interrupted); the refiner validates behind the recipe's YOLO.
+   the same way when interrupted). The refiner learns what the detector really gets wrong: it
+   trains on a phantom set of its own (seed 2) that the recipe's YOLO never saw, with that YOLO's
+   out-of-sample maps as priors for ``--prior-mix`` of its crops (the rest: degraded ground
+   truth), validates behind the same YOLO and gates the bones it would make worse.
 4. ``card``: the model cards' figures on unseen phantom images of another seed (20 at 1024 px
    and 10 at 2048 px, seed 1): YOLO, YOLO + refiner, smp, and the soft fusion of the refined
    YOLO with smp, each as mDice and per class group.
@@ -37,6 +40,7 @@ DATA = {"train_ids": 60, "size": 1024, "seed": 0, "folds": 5, "imgsz": 512}
 UNSEEN = ((1024, 10), (2048, 5))  # (image size, test IDs of 2 images), seed 1
 UNSEEN_SEED = 1
 REFINE_SPEC = "refine:Unet:mobilenet_v2"  # the shipped refiner's architecture
+REFINE_DATA = {"train_ids": 30, "seed": 2}  # the refiner's own images: 60 at 1024 px, unseen by the YOLO
 SMP_IMGSZ, REFINE_IMGSZ = 128, 64  # the shipped models' input sizes (the demo fine-tunes at these)
 YOLO_DICE = "metrics/dice(M)"
 
@@ -108,9 +112,10 @@ def train_yolo(work: Path, hours: float, start: Path, log: list[str]) -> Path:
 
 
 def _train_lightning(work: Path, name: str, spec: str, config_text: str, imgsz: int, epochs: int,
-                     log: list[str]) -> Path:
-    """Fine-tune an smp/refine model on fold 0, resuming an interrupted run; returns best.pt."""
-    yolo = ensure_data(work, log)
+                     log: list[str], yolo: Path | None = None) -> Path:
+    """Fine-tune an smp/refine model on fold 0 of ``yolo`` (default: the recipe's data), resuming an
+    interrupted run; returns best.pt."""
+    yolo = yolo or ensure_data(work, log)
     run = work / "runs" / name / "fold0"
     common = ["--fold", "0", "--yolo", str(yolo), "--runs", str(work / "runs"), "--name", name, "--device", "cpu",
               "--threads", "1"]
@@ -124,6 +129,31 @@ def _train_lightning(work: Path, name: str, spec: str, config_text: str, imgsz: 
         run_step(["train", *common, "--model", spec, "--imgsz", str(imgsz), "--epochs", str(epochs),
                   "--config", str(config)], log)
     return run / "weights" / "best.pt"
+
+
+def train_refiner(work: Path, epochs: int, prior_mix: float, log: list[str]) -> Path:
+    """Fine-tune the refiner behind the recipe's YOLO on what that YOLO really gets wrong.
+
+    The refiner trains on a phantom set of its own (seed 2) that the YOLO never saw, so the
+    YOLO's maps of those images are out-of-sample predictions: ``priors:`` for a ``prior_mix``
+    share of the crops, degraded ground truth for the rest. Its validation runs the same YOLO on
+    the set's fold-0 images and gates (keeps YOLO's mask for) each bone the refiner would lower.
+    The run is named after the mix (``refine-mix50``), so runs with other mixes sit side by side."""
+    detector = train_yolo_best(work)
+    root, yolo, priors = work / "phantom_refine", work / "yolo_refine", work / "priors_refine"
+    if not _has(root):
+        run_step(["synth", str(root), "--train-ids", str(REFINE_DATA["train_ids"]), "--test-ids", "1", "--size",
+                  str(DATA["size"]), "--seed", str(REFINE_DATA["seed"]), "--workers", "1"], log)
+    if not _has(yolo):
+        run_step(["convert", "--root", str(root), "--out", str(yolo), "--folds", str(DATA["folds"]),
+                  "--imgsz", str(DATA["imgsz"])], log)
+    if not _has(priors):
+        run_step(["predict", "--weights", str(detector), "--source", str(root / "train" / "DCM"), "--device", "cpu",
+                  "--rle", str(work / "priors_refine.csv"), "--save-probs", str(priors), "--force"], log)
+    name = f"refine-mix{round(prior_mix * 100)}"
+    text = (f"pretrained: {DEMO_REFINER}\ndetector: {detector}\npriors: {priors}\nprior_mix: {prior_mix}\n"
+            "lr0: 0.001\nbatch: 16\nworkers: 0\n")
+    return _train_lightning(work, name, REFINE_SPEC, text, REFINE_IMGSZ, epochs, log, yolo=yolo)
 
 
 def unseen_sets(work: Path, log: list[str]) -> list[Path]:
@@ -206,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hours", type=float, default=1.0, help="yolo: this sitting's time budget")
     ap.add_argument("--epochs", type=int, default=6, help="smp/refine: epochs of the run")
     ap.add_argument("--from", dest="start", type=Path, default=DEMO_WEIGHTS, help="yolo: first stage's start")
+    ap.add_argument("--prior-mix", type=float, default=0.5,
+                    help="refine: share of training crops on the detector's real (out-of-sample) predictions")
     ap.add_argument("--install", action="store_true", help="copy the result over the shipped checkpoint")
     args = ap.parse_args(argv)
     work, log = args.work.resolve(), []
@@ -221,9 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.install:
             install(best, DEMO_SMP)
     elif args.model == "refine":
-        detector = train_yolo_best(work)
-        text = f"pretrained: {DEMO_REFINER}\ndetector: {detector}\nlr0: 0.001\nbatch: 16\nworkers: 0\n"
-        best = _train_lightning(work, "refine", REFINE_SPEC, text, REFINE_IMGSZ, args.epochs, log)
+        best = train_refiner(work, args.epochs, args.prior_mix, log)
         if args.install:
             install(best, DEMO_REFINER)
     else:
