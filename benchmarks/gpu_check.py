@@ -12,7 +12,9 @@ Steps (each a row: seconds, a per-unit figure, peak GPU memory of this process, 
 6. with 2+ GPUs: 2 epochs with ``--device 0,1`` (DDP) and the Dice it reports (not nan);
 7. the smp family (``smp:UnetPlusPlus:resnet34``, 3 epochs at 1024, then predict + evaluate) and the
    refiner (``refine:Unet:resnet18`` trained on fold 0, then predict with ``--refiner``), when those
-   families are installed (a row says why one is skipped).
+   families are installed (a row says why one is skipped);
+8. last, the smp leaderboard techniques: 1024 windows of the full 2048 images, CLAHE 2.0, the last 2
+   epochs averaged, 3 epochs; predicted by sliding windows with flip and 3-scale TTA; evaluated.
 
 A step that fails becomes a ``failed: ...`` row and the others still run; steps that would
 overrun ``--budget`` seconds are skipped with a note. Exit 0 when no row failed, 1 otherwise.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import importlib.util
 import os
 import sys
 import tempfile
@@ -116,24 +119,26 @@ class Check:
         return "\n".join(lines)
 
     # ------------------------------------------------------------------------- the work of the steps
-    def train(self, fold: int, model: str, epochs: int, name: str, device: str | None = None, imgsz: int | None = -1):
-        """Train one fold (``imgsz`` -1: the check's imgsz; None: the family's default)."""
+    def train(self, fold: int, model: str, epochs: int, name: str, device: str | None = None, imgsz: int | None = -1,
+              **options):
+        """Train one fold (``imgsz`` -1: the check's imgsz; None: the family's default); ``options``: run arguments."""
         from yolohand.models.train import train_fold
 
         t0 = time.perf_counter()
         r = train_fold(fold, model=model, yolo=self.yolo, runs=self.runs, name=name, epochs=epochs, force=True,
-                       imgsz=self.z.imgsz if imgsz == -1 else imgsz, device=device or self.z.device)
+                       imgsz=self.z.imgsz if imgsz == -1 else imgsz, device=device or self.z.device, **options)
         per = _seconds_per_epoch(Path(r.run_dir) / "results.csv", time.perf_counter() - t0)
         return f"{per:.1f} s/epoch", f"Dice {r.dice:.4f} (best epoch {r.best_epoch} of {r.epochs})", r
 
-    def predict(self, weights: list, csv_name: str, refiners=(), **load):
+    def predict(self, weights: list, csv_name: str, refiners=(), scales=(1.0,), **load):
         from yolohand.models.predict import Settings, predict_to_submission
 
         s = predict_to_submission(self.out / csv_name, source=self.root / "test" / "DCM", weights=weights,
-                                  settings=Settings(tta=True), refiners=refiners, batch=PREDICT_BATCH,
+                                  settings=Settings(tta=True, tta_scales=scales), refiners=refiners, batch=PREDICT_BATCH,
                                   device=self.z.device, force=True, progress=False, **load)
         per_image = s.seconds / max(s.n_images, 1)
-        return f"{per_image:.3f} s/image", f"{s.n_images} images, {len(weights)} model(s) + flip TTA", self.out / csv_name
+        at = f" at scales {','.join(f'{v:g}' for v in scales)}" if len(scales) > 1 else ""
+        return f"{per_image:.3f} s/image", f"{s.n_images} images, {len(weights)} model(s) + flip TTA{at}", self.out / csv_name
 
     def evaluate(self, csvs: dict[str, Path]):
         from yolohand.results.evaluate import evaluate
@@ -218,6 +223,21 @@ def _imports(c: Check, module: str, step: str) -> bool:
     return True
 
 
+def _technique_rows(c: Check) -> None:
+    """The leaderboard techniques of the smp family (README, "Leaderboard techniques"), after every other
+    row so that the budget drops them first: windows of imgsz
+    cut from the full-resolution images, CLAHE 2.0, the last 2 epochs averaged; predicted by sliding
+    windows (stride imgsz / 2, from the checkpoint) with flip and 3-scale TTA."""
+    z = c.z
+    r = c.step(f"train {SMP_MODEL} --window {z.imgsz} (full-res plane) --clahe 2.0 --swa 2, {z.smp_epochs} epochs",
+               lambda: c.train(0, SMP_MODEL, z.smp_epochs, "smp_win", imgsz=None, window=z.imgsz, clahe="2.0",
+                               swa_epochs=min(2, z.smp_epochs)), need=90)
+    path = c.step("predict windowed smp + TTA 0.8,1,1.25", need=60,
+                  fn=lambda: c.predict([r.best], "smp_win.csv", scales=(0.8, 1.0, 1.25))) if r else None
+    if path is not None:
+        c.step("evaluate windowed smp", lambda: c.evaluate({"smp windowed": path}), need=10, memory=False)
+
+
 def _family_rows(c: Check, folds: list) -> None:
     """smp and the refiner, when their packages import."""
     z = c.z
@@ -272,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             folds = _yolo_rows(c)
             _ddp_row(c)
             _family_rows(c, folds)
+            if importlib.util.find_spec("segmentation_models_pytorch") is not None:
+                _technique_rows(c)  # last: within what the budget leaves
         table = c.table(_header(c.cuda)) + f"\n\ntotal {time.perf_counter() - c.start:.0f} s"
     print("\n" + table)
     if args.table is not None:

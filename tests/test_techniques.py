@@ -501,6 +501,10 @@ def test_weight_averaging_with_validation_keeps_the_best_epoch_aside(tmp_path, m
     _, res = _train_square(tmp_path, monkeypatch, 0, "swa", 12, imgsz=64, epochs=10, swa_epochs=4)
     meta = torch.load(res.best, weights_only=True)["yolohand"]
     assert meta["averaged_epochs"] == [7, 10] and res.dice == pytest.approx(meta["averaged_dice"])
+    assert meta["epoch"] == 10 and res.best_epoch == 10
+    last = torch.load(res.run_dir / "weights" / "last.pt", weights_only=True)  # the running sum, for --resume
+    state = next(v for k, v in last["callbacks"].items() if "WeightAverage" in k)
+    assert (state["first"], state["count"]) == (7, 4)
     assert (res.run_dir / "weights" / "best_epoch.pt").is_file()
     assert res.dice > 0.9, res.dice
     assert "best.pt is the average of epochs 7-10, BatchNorm re-estimated: validation Dice" in capsys.readouterr().err

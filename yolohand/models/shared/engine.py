@@ -169,7 +169,7 @@ class SegModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["yolohand"] = dict(self.meta, epoch=int(self.current_epoch) + 1, **getattr(self, "meta_extra", {}))
+        checkpoint["yolohand"] = {**self.meta, "epoch": int(self.current_epoch) + 1, **getattr(self, "meta_extra", {})}
         # Keep only the network's weights under the model's own names (no loss buffers).
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
 
@@ -314,7 +314,8 @@ def finish_average(trainer: pl.Trainer, module: SegModule, averager: WeightAvera
     module.model.load_state_dict(state)
     module.recalibrate(train_dl, len(train_dl))
     module.averaged = True  # the validation below keeps these statistics
-    module.meta_extra = {"averaged_epochs": [int(averager.first), int(averager.first) + averager.count - 1]}
+    last = int(averager.first) + averager.count - 1
+    module.meta_extra = {"averaged_epochs": [int(averager.first), last], "epoch": last}  # (after fit, current_epoch is one on)
     dice = None
     if val_dl is not None:
         trainer.validate(module, val_dl, verbose=False)
