@@ -552,3 +552,25 @@ def test_yolo_trained_with_clahe_predicts_with_it_without_being_told(synth_root,
     assert net.clahe == (2.0, 4)
     net.crops([np.zeros((256, 256), np.uint8)], Settings())
     assert seen == [((64, 64), (2.0, 4))]
+
+
+def test_the_options_on_the_command_line(tmp_path, run_cli):
+    """predict --window/--stride/--tta-scales reach the smp network; bad values are usage errors; YOLO
+    refuses the smp/refine-only training options in one line."""
+    root = _write_square_dataset(tmp_path / "ds", n=2, size=64)
+    ckpt = _smp_checkpoint(tmp_path / "s.pt")
+    out = tmp_path / "p.csv"
+    code, stdout, err = run_cli(["predict", "-w", ckpt, "--source", root / "images", "--rle", out, "--device", "cpu",
+                                 "--window", "32", "--stride", "16", "--tta-scales", "0.5,1", "--tta"])
+    assert code == 0, err
+    assert len(out.read_text().splitlines()) == 1 + 2 * NUM_CLASSES
+    code, _, err = run_cli(["predict", "-w", ckpt, "--source", root / "images", "--rle", tmp_path / "q.csv",
+                            "--tta-scales", "0,1"])
+    assert code == 2 and "--tta-scales" in err
+    code, _, err = run_cli(["train", "--yolo", root, "--runs", tmp_path / "runs", "--swa", "3"])
+    assert code == 1 and "--swa: an smp/refine option" in err
+    code, _, err = run_cli(["train", "--yolo", root, "--runs", tmp_path / "runs", "--fold", "none"])
+    assert code == 1 and "--fold none (training on every image, no validation) is for the smp and refine" in err
+    code, _, err = run_cli(["train", "--yolo", root, "--runs", tmp_path / "runs", "--model", "smp:Unet:resnet18",
+                            "--clahe", "2,x"])
+    assert code == 1 and "clahe '2,x': expected CLIP[,TILE]" in err
