@@ -206,6 +206,14 @@ def test_run_folder_rules_are_the_yolo_ones(tmp_path):
     with pytest.raises(YolohandError, match="run already exists"):
         plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x")
     assert plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", force=True)["replace"]
+    with pytest.raises(YolohandError, match="last.pt: not a readable checkpoint .* start the run over with --force"):
+        plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", resume=True)  # b"x" is no checkpoint (issue 28)
+    import torch
+
+    from yolohand.models.shared.checkpoint import checkpoint_meta
+
+    torch.save({"yolohand": checkpoint_meta("smp", "Unet", "resnet18", 64), "state_dict": {}, "optimizer_states": []},
+               run / "weights" / "last.pt")
     assert not plan_run(0, spec, yolo=root, runs=tmp_path / "runs", name="x", resume=True)["replace"]
 
 
