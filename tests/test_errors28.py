@@ -619,3 +619,16 @@ def test_full_disk_while_training_yolo_removes_the_half_written_checkpoint(tmp_p
     with pytest.raises(YolohandError, match=f"^{wdir / 'best.pt'}: {re.escape(says)}"):
         getattr(trainer, step)()
     assert sorted(p.name for p in wdir.iterdir()) == ["last.pt"]
+
+
+def test_dev_shm_is_an_ordinary_place(tmp_path):
+    from yolohand.core import paths as P
+
+    if not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm")
+    out = Path("/dev/shm") / f"yolohand-test-{os.getpid()}.csv"
+    out.write_text("image_name,class,rle\n")
+    try:
+        assert P.not_replaceable(out) is None and P.check_output(out, P.CSV, force=True) == out
+    finally:
+        out.unlink()

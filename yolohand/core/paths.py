@@ -169,7 +169,7 @@ def not_replaceable(loc: Path) -> str | None:
     (a symlink to one included): a device, a named pipe or a socket (or a link to one), or an entry
     of a system folder (``/dev/stdout`` is a link into ``/proc`` even when it leads to a file)."""
     for system in SYSTEM_FOLDERS:
-        if loc.is_relative_to(system):
+        if loc.is_relative_to(system) and not loc.is_relative_to("/dev/shm"):  # /dev/shm: a tmpfs for files
             return f"lies in {system}, a system folder"
     try:
         mode = os.stat(loc).st_mode  # follows links: what writing through it would reach
