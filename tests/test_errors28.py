@@ -632,3 +632,14 @@ def test_dev_shm_is_an_ordinary_place(tmp_path):
         assert P.not_replaceable(out) is None and P.check_output(out, P.CSV, force=True) == out
     finally:
         out.unlink()
+
+
+def test_full_disk_while_caching_training_samples_names_the_cache_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    from yolohand.data import samples
+
+    fill_disk(monkeypatch, tmp_path)
+    with pytest.raises(YolohandError, match=f"^{tmp_path / 'x.npy'}: no space left on device while writing it"):
+        samples._save(tmp_path / "x.npy", np.zeros((8, 8), np.uint8))
+    assert list(tmp_path.iterdir()) == []

@@ -164,8 +164,7 @@ def _save_windows(path: Path, windows: list[BoneWindow]) -> None:
         if w.prior is not None and w.pbox is not None:
             arrays[f"pri{w.cls}"] = w.prior
             arrays[f"pbox{w.cls}"] = np.asarray(w.pbox, np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    from yolohand.core.atomic import atomic_file
+
+    with atomic_file(path, force=True, mode="wb") as fh:  # whole or not at all; a full disk names the file
         np.savez(fh, **arrays)
-    os.replace(tmp, path)

@@ -114,12 +114,12 @@ def _fresh(sample: Sample) -> bool:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    """np.save through a temporary name, so an interrupted build never leaves a truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    """np.save through a temporary file (:func:`yolohand.core.atomic.atomic_file`), so an interrupted
+    build never leaves a truncated file, and a full disk is one line naming the cache file."""
+    from yolohand.core.atomic import atomic_file
+
+    with atomic_file(path, force=True, mode="wb") as fh:
         np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def build_sample_cache(images: Sequence[Path], cache: Path, size: int, progress: bool = True) -> list[Sample]:
