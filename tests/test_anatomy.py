@@ -110,12 +110,14 @@ def _digest(root: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("style", ["xray19", "flat"])
-def test_earlier_looks_are_reproduced_byte_for_byte(tmp_path: Path, style: str) -> None:
+@pytest.mark.parametrize("style", ["xray19", "flat", "xray"])
+def test_every_look_is_reproduced_byte_for_byte(tmp_path: Path, style: str) -> None:
     # Digests of the sets the code before version 2 wrote (commit 284a2c9: --style xray, now xray19,
     # and --style flat), with this machine's numpy and OpenCV.
     expected = {"xray19": "73c1d40ca1c168bece245d33cc72a8a62bdf3fa17fff1c1d3047efb95d39ea52",
-                "flat": "63b32d6613e04b70e42aa5b988548fea24a18a1879c3e3147da9d66bb6d34da0"}
+                "flat": "63b32d6613e04b70e42aa5b988548fea24a18a1879c3e3147da9d66bb6d34da0",
+                # version 2 as it landed: a later change of the default look is a new named style
+                "xray": "d8179225d18154134546514b9916330fbafd5a5631361e6699d03e3a81dfa0fd"}
     generate_dataset(tmp_path / "d", 2, 1, 256, 9, workers=1, progress=False, style=style)
     assert _digest(tmp_path / "d") == expected[style]
 

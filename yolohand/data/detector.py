@@ -44,46 +44,57 @@ class XrayLook:
     tissue: float = 1.0  # version 2: soft-tissue attenuation factor (body habitus, positioning)
 
 
-def sample_xray_look(rng: np.random.Generator, patient: Patient) -> XrayLook:
-    """Draw one image's acquisition and its artifacts (rates: :data:`RATES`)."""
-    lo = float(rng.uniform(-0.26, -0.12))
-    return XrayLook(
-        photons=float(np.exp(rng.uniform(np.log(600), np.log(4000)))),
-        heel=(float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.25, 0.25))),
-        scatter=float(rng.uniform(0.05, 0.3)),
-        blur=float(rng.uniform(0.9, 2.0)),
-        mu_scale=float(rng.uniform(0.85, 1.1)),
-        window=(lo, lo + float(rng.uniform(1.6, 2.2))),
-        gamma=float(rng.uniform(0.9, 1.25)),
-        density=patient.density,
-        texture=float(rng.uniform(0.1, 0.25)),
-        artifacts={name: bool(rng.random() < RATES[name]) for name in
-                   ("ring", "nail_art", "implant", "bandage", "marker", "collimation")},
-    )
+@dataclass(frozen=True)
+class LookRanges:
+    """The ranges one image's acquisition is drawn from (uniform; photons log-uniform)."""
+
+    window_lo: tuple[float, float]
+    photons: tuple[float, float]
+    heel: tuple[float, float]  # +- range along x, along y
+    scatter: tuple[float, float]
+    blur: tuple[float, float]
+    mu_scale: tuple[float, float]
+    window_width: tuple[float, float]
+    gamma: tuple[float, float]
+    texture: tuple[float, float]
+    #: version 2: (stripes range, top-band height range, soft-tissue factor range); None: none drawn
+    detector_marks: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None = None
 
 
+#: Version 1 (the issue-19 phantom, ``--style xray19``).
+LOOK_V1 = LookRanges(window_lo=(-0.26, -0.12), photons=(600, 4000), heel=(0.15, 0.25), scatter=(0.05, 0.3),
+                     blur=(0.9, 2.0), mu_scale=(0.85, 1.1), window_width=(1.6, 2.2), gamma=(0.9, 1.25),
+                     texture=(0.1, 0.25))
+#: Version 2: wider domain randomisation (exposure, window, gamma, blur, scatter, soft-tissue
+#: thickness), a trabecular texture that carries structure, column striping and the top band.
+LOOK_V2 = LookRanges(window_lo=(-0.34, -0.12), photons=(400, 5000), heel=(0.2, 0.3), scatter=(0.04, 0.35),
+                     blur=(0.8, 2.2), mu_scale=(0.85, 1.12), window_width=(1.6, 2.4), gamma=(0.8, 1.3),
+                     texture=(0.3, 0.55), detector_marks=((0.002, 0.012), (0.015, 0.035), (0.55, 0.72)))
 
-def sample_xray_look_v2(rng: np.random.Generator, patient: Patient) -> XrayLook:
-    """Version 2 of :func:`sample_xray_look`: wider domain randomisation (exposure, window, gamma,
-    blur, scatter, soft-tissue thickness), a trabecular texture that carries structure, faint
-    column striping and, in :data:`TOP_BAND_RATE` of the images, a saturated band along the top."""
-    lo = float(rng.uniform(-0.34, -0.12))
+
+def sample_xray_look(rng: np.random.Generator, patient: Patient, ranges: LookRanges = LOOK_V1) -> XrayLook:
+    """Draw one image's acquisition and its artifacts (rates: :data:`RATES`) from ``ranges``;
+    version 2's detector marks (a top band in :data:`TOP_BAND_RATE` of the images) are drawn last."""
+    r = ranges
+    lo = float(rng.uniform(*r.window_lo))
     look = XrayLook(
-        photons=float(np.exp(rng.uniform(np.log(400), np.log(5000)))),
-        heel=(float(rng.uniform(-0.2, 0.2)), float(rng.uniform(-0.3, 0.3))),
-        scatter=float(rng.uniform(0.04, 0.35)),
-        blur=float(rng.uniform(0.8, 2.2)),
-        mu_scale=float(rng.uniform(0.85, 1.12)),
-        window=(lo, lo + float(rng.uniform(1.6, 2.4))),
-        gamma=float(rng.uniform(0.8, 1.3)),
+        photons=float(np.exp(rng.uniform(np.log(r.photons[0]), np.log(r.photons[1])))),
+        heel=(float(rng.uniform(-r.heel[0], r.heel[0])), float(rng.uniform(-r.heel[1], r.heel[1]))),
+        scatter=float(rng.uniform(*r.scatter)),
+        blur=float(rng.uniform(*r.blur)),
+        mu_scale=float(rng.uniform(*r.mu_scale)),
+        window=(lo, lo + float(rng.uniform(*r.window_width))),
+        gamma=float(rng.uniform(*r.gamma)),
         density=patient.density,
-        texture=float(rng.uniform(0.3, 0.55)),
+        texture=float(rng.uniform(*r.texture)),
         artifacts={name: bool(rng.random() < RATES[name]) for name in
                    ("ring", "nail_art", "implant", "bandage", "marker", "collimation")},
-        stripes=float(rng.uniform(0.002, 0.012)),
-        top_band=float(rng.uniform(0.015, 0.035)) if rng.random() < TOP_BAND_RATE else 0.0,
-        tissue=float(rng.uniform(0.55, 0.72)),
     )
+    if r.detector_marks is not None:
+        stripes, band, tissue = r.detector_marks
+        look.stripes = float(rng.uniform(*stripes))
+        look.top_band = float(rng.uniform(*band)) if rng.random() < TOP_BAND_RATE else 0.0
+        look.tissue = float(rng.uniform(*tissue))
     return look
 
 

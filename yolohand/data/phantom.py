@@ -51,6 +51,8 @@ from yolohand.core.classes import CLASSES
 from yolohand.data.anatomy import BoneShapes
 from yolohand.data.annotate import annotator_polygon
 from yolohand.data.detector import (
+    LOOK_V1,
+    LOOK_V2,
     RATES,
     XrayLook,
     artifact_integral,
@@ -58,7 +60,6 @@ from yolohand.data.detector import (
     collimation_shutter,
     detect,
     sample_xray_look,
-    sample_xray_look_v2,
 )
 from yolohand.data.hand import (
     ImageJob,
@@ -228,7 +229,7 @@ def xray_hand(job: ImageJob) -> XrayImage:
             raise RuntimeError(f"{job.name}: bone {name} fell outside the image")
 
     tissue = tissue_shapes(outlines, marks, patient, place)
-    look = (sample_xray_look_v2 if v2 else sample_xray_look)(rng, patient)
+    look = sample_xray_look(rng, patient, LOOK_V2 if v2 else LOOK_V1)
     masks = []
     for name in CLASSES:
         poly = metacarpal_only if name == "finger-3" else exact[name]
