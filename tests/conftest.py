@@ -33,8 +33,8 @@ def synth_root_512(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_root_flat(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``synth_root`` in the ``flat`` style, the look the shipped demo checkpoints were trained on:
-    quality floors of those checkpoints are measured here (on the xray phantom they score lower)."""
+    """``synth_root`` in the ``flat`` style (the earliest look): for what is about that style, and for
+    fast training mechanics checks that need bones a one-epoch model finds at 256 px."""
     from yolohand.data.synth import generate_dataset
 
     root = tmp_path_factory.mktemp("synthflat") / "handbone"

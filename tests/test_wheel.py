@@ -36,8 +36,8 @@ def _build_wheel(tmp: Path) -> Path:
     return wheels[0]
 
 
-def test_installed_wheel_predicts_with_its_packaged_weights(tmp_path, synth_root_flat):
-    synth_root = synth_root_flat  # the flat look the packaged checkpoint was trained on
+def test_installed_wheel_predicts_with_its_packaged_weights(tmp_path, synth_root_512):
+    synth_root = synth_root_512  # the default phantom, the look the packaged checkpoint was trained on
     wheel = _build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -67,6 +67,6 @@ def test_installed_wheel_predicts_with_its_packaged_weights(tmp_path, synth_root
     body = rows[1:]
     assert len(body) == NUM_CLASSES * len(images)
     assert [r[1] for r in body] == list(CLASSES) * len(images)
-    shape = (256, 256)  # synth_root's image size
+    shape = (512, 512)  # synth_root_512's image size
     areas = [int(decode(r[2], shape).sum()) for r in body]
     assert sum(a > 0 for a in areas) >= NUM_CLASSES  # the demo model finds most bones (floor: tests/test_predict.py)
