@@ -5,8 +5,9 @@ walkthrough. Steps: synthesise -> convert (2 folds) -> fine-tune the shipped dem
 each fold -> predict the synthetic test set with each fold (saving probability maps), with
 both folds averaged, and with both folds + the shipped demo refiner -> hard-vote the fold CSVs and
 soft-vote the fold maps -> fine-tune the shipped smp model on fold 0 and predict -> fuse
-YOLO and smp (soft vote of the maps, hard vote of three CSVs) -> evaluate every CSV against the
-synthetic ground truth -> one summary table.
+YOLO and smp (soft vote of the maps, hard vote of three CSVs), and the refined YOLO with smp (soft
+vote, and class-wise with the per-class pick fitted on fold 0's validation images) -> evaluate
+every CSV against the synthetic ground truth -> one summary table.
 
 Run ``python -m yolohand.demo --help`` for the knobs (sizes, epochs, output folder).
 """
@@ -97,7 +98,7 @@ def _yolo_steps(d: dict, folds: int, imgsz: int, epochs: int, log: list[str]) ->
     refined = d["out"] / "refined.csv"
     csvs["refined (folds + demo refiner)"] = (refined, run_step(
         ["predict", *weights_args, "--refiner", str(DEMO_REFINER), "--source", d["source"], "--imgsz", str(imgsz),
-         "--rle", str(refined), "--force"], log))
+         "--rle", str(refined), "--save-probs", str(d["out"] / "probs_refined"), "--force"], log))
     return csvs
 
 
@@ -119,6 +120,29 @@ def _smp_steps(d: dict, csvs: dict[str, tuple[Path, float]], spec: str, imgsz: i
     hard = d["out"] / "yolo_smp_hard.csv"
     csvs["yolo+smp hard vote"] = (hard, run_step(["ensemble", str(d["out"] / "fold0.csv"), str(d["out"] / "fold1.csv"), str(smp_csv),
                                               "--out", str(hard), "--size", d["size"], "--force"], log))
+    _refined_smp_steps(d, csvs, smp_w, smp_probs, log)
+
+
+def _refined_smp_steps(d: dict, csvs: dict[str, tuple[Path, float]], smp_w: Path, smp_probs: Path, log: list[str]) -> None:
+    """Fuse the refined YOLO with smp: a plain soft vote, and class-wise (``yolohand pick`` on fold 0's
+    validation images, which neither fold 0's YOLO + refiner nor the smp run trained on)."""
+    refined_probs = d["out"] / "probs_refined"
+    soft = d["out"] / "refined_smp_soft.csv"
+    csvs["refined+smp soft vote"] = (soft, run_step(["ensemble", "--probs", str(refined_probs), "--probs", str(smp_probs),
+                                                     "--out", str(soft), "--size", d["size"], "--force"], log))
+    val, out = str(d["yolo"] / "folds" / "fold0_val.txt"), d["out"]
+    run_step(["predict", "--weights", str(d["yolo_weights"][0]), "--refiner", str(DEMO_REFINER), "--source", val,
+              "--rle", str(out / "val_refined.csv"), "--save-probs", str(out / "val_probs_refined"), "--force"], log)
+    run_step(["predict", "--weights", str(smp_w), "--source", val, "--rle", str(out / "val_smp.csv"),
+              "--save-probs", str(out / "val_probs_smp"), "--force"], log)
+    patients = {Path(line).parent.name for line in Path(val).read_text().split()}
+    guard = [] if len(patients) >= 2 else ["--no-split-half"]  # the split-half guard needs two patients
+    run_step(["pick", "--probs", str(out / "val_probs_refined"), "--probs", str(out / "val_probs_smp"), "--gt", str(d["data"]),
+              "--split", "train", "-o", str(out / "fusion.yaml"), *guard, "--force"], log)
+    fused = out / "refined_smp_classwise.csv"
+    csvs["refined+smp class-wise (picked on val)"] = (fused, run_step(
+        ["ensemble", "--fusion", str(out / "fusion.yaml"), "--probs", str(refined_probs), "--probs", str(smp_probs),
+         "--out", str(fused), "--size", d["size"], "--force"], log))
 
 
 def _score(d: dict, csvs: dict[str, tuple[Path, float]], log: list[str]) -> list[dict]:
