@@ -1,0 +1,53 @@
+"""The shipped checkpoints' recipe (issue 26): how a sitting finds where the training stands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolohand.core.classes import CLASSES, REPORT_GROUPS, group_means
+from yolohand.recipes import shipped
+
+
+def _run(root: Path, name: str, dice: list[float], epoch: int | None) -> Path:
+    run = root / "runs" / name / "fold0"
+    (run / "weights").mkdir(parents=True)
+    rows = ["epoch, metrics/dice(M)"] + [f"{i + 1}, {d}" for i, d in enumerate(dice)]
+    (run / "results.csv").write_text("\n".join(rows) + "\n")
+    if epoch is not None:
+        torch.save({"epoch": epoch}, run / "weights" / "last.pt")
+    return run
+
+
+def test_best_dice_reads_the_best_epoch_of_results(tmp_path: Path) -> None:
+    run = _run(tmp_path, "yolo", [0.8, 0.91, 0.9], None)
+    assert shipped.best_dice(run, shipped.YOLO_DICE) == (0.91, 2)
+    assert shipped.best_dice(tmp_path / "nowhere", shipped.YOLO_DICE) == (-1.0, -1)
+
+
+def test_stages_and_which_one_is_best(tmp_path: Path) -> None:
+    assert shipped._stages(tmp_path, "yolo") == []
+    assert shipped.train_yolo_best(tmp_path) == shipped.DEMO_WEIGHTS  # no stage yet: the shipped one
+    first = _run(tmp_path, "yolo", [0.90, 0.92], -1)
+    second = _run(tmp_path, "yolo-2", [0.91, 0.93], 4)
+    assert shipped._stages(tmp_path, "yolo") == [first, second]
+    assert shipped.train_yolo_best(tmp_path) == second / "weights" / "best.pt"
+
+
+def test_a_run_that_spent_its_budget_is_finished_one_stopped_midway_is_not(tmp_path: Path) -> None:
+    # ultralytics strips last.pt at the end of training (epoch -1); a run stopped by the end of a
+    # sitting keeps its epoch and is resumed, a finished one is continued by a next stage.
+    assert shipped._finished(_run(tmp_path, "yolo", [0.9], -1))
+    assert not shipped._finished(_run(tmp_path, "yolo-2", [0.9], 7))
+    assert shipped._finished(_run(tmp_path, "yolo-3", [0.9], None))  # never saved: nothing to resume
+
+
+def test_report_groups_cover_every_class_once() -> None:
+    names = [c for group in REPORT_GROUPS.values() for c in group]
+    assert sorted(names) == sorted(CLASSES) and len(names) == len(set(names)) == 29
+    per_class = {c: float(i) for i, c in enumerate(CLASSES)}
+    means = group_means(per_class)
+    assert means["radius/ulna"] == pytest.approx((27 + 28) / 2)
+    assert means["fingertips"] == pytest.approx((0 + 3 + 7 + 11 + 15) / 5)
