@@ -26,7 +26,6 @@ user would type (each echoed, like ``make demo``), in a work folder (default ``r
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from yolohand.core.classes import REPORT_GROUPS, group_means
 from yolohand.defaults import DEMO_REFINER, DEMO_SMP, DEMO_WEIGHTS
 from yolohand.demo import FINETUNE_CONFIG, SMP_CONFIG, SMP_SPEC, run_step
+from yolohand.models.shared.runs import read_rows
 
 DATA = {"train_ids": 60, "size": 1024, "seed": 0, "folds": 5, "imgsz": 512}
 UNSEEN = ((1024, 10), (2048, 5))  # (image size, test IDs of 2 images), seed 1
@@ -83,11 +83,7 @@ def _stages(work: Path, name: str) -> list[Path]:
 
 def best_dice(run: Path, key: str) -> tuple[float, int]:
     """(best validation Dice, its 1-based epoch) of a run's results.csv; (-1, -1) without rows."""
-    path = run / "results.csv"
-    if not path.is_file():
-        return -1.0, -1
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(fh)]
+    rows = [{k.strip(): v for k, v in r.items()} for r in read_rows(run / "results.csv")]
     scored = [(float(r[key]), i + 1) for i, r in enumerate(rows) if r.get(key, "").strip()]
     return max(scored) if scored else (-1.0, -1)
 
@@ -120,7 +116,7 @@ def _train_lightning(work: Path, name: str, spec: str, config_text: str, imgsz: 
     common = ["--fold", "0", "--yolo", str(yolo), "--runs", str(work / "runs"), "--name", name, "--device", "cpu",
               "--threads", "1"]
     results = run / "results.csv"
-    done = results.is_file() and sum(1 for _ in open(results)) - 1 >= epochs
+    done = len(read_rows(results)) >= epochs
     if (run / "weights" / "last.pt").is_file() and not done:
         run_step(["train", *common, "--resume"], log)
     elif not done:
