@@ -18,7 +18,11 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed writes identical files."),
     workers: int = typer.Option(None, "--workers", min=0, help="Worker processes (default: CPU count)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is a previous synthetic dataset."),
-    style: str = typer.Option("xray", "--style", help="xray: simulated radiographs with anatomical bone shapes, annotator polygons (default); xray19: the first phantom (issue 19); flat: the earliest look; both byte for byte."),
+    style: str = typer.Option(
+        "xray", "--style",
+        help="xray: simulated radiographs with anatomical bone shapes, annotator polygons (default); "
+        "xray19: the first phantom (issue 19); flat: the earliest look; both byte for byte.",
+    ),
     stats: bool = typer.Option(False, "--stats", help="Afterwards, print how the images compare with the real data's published statistics."),
 ) -> None:
     """Write synthetic hand X-rays with 29 annotated bones in the competition layout."""
