@@ -36,7 +36,7 @@ def chord(d: np.ndarray, r: np.ndarray) -> np.ndarray:
     return 2.0 * np.sqrt(np.maximum(d * (2.0 * r - d), 0.0))
 
 
-def tube_paths(mask: np.ndarray, cortex_frac: float, cortex_min_px: float) -> tuple[np.ndarray, np.ndarray]:
+def tube_paths(mask: np.ndarray, cortex_frac: float | np.ndarray, cortex_min_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Path lengths (px) of rays through a bone seen as a tube with a dense shell.
 
     ``mask`` bool/uint8 (h, w). At distance d from the edge, with local half-width r (the
@@ -193,20 +193,15 @@ def bone_integral_v2(
         if crop.size == 0 or not crop.any():
             continue
         kind = _kind_v2(name)
-        frac, cmin, med, depth = KIND_V2[kind if name != "sesamoid" else "carpal"]
+        frac, cmin, med, depth = KIND_V2[kind]
         pad = 2
         m = cv2.copyMakeBorder(crop.astype(np.uint8), pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        d = cv2.distanceTransform(m, cv2.DIST_L2, 3)
-        r = local_half_width(d, max(int(np.ceil(float(d.max()))), 1))
         axis, t = principal_axis(m)
         ends = np.zeros_like(t)
         if kind in ("tip", "phalanx", "metacarpal"):  # the epiphyses: thin cortex, dense cancellous bone
             ends = np.minimum(np.exp(-((t / 0.2) ** 2)) + np.exp(-(((1 - t) / 0.2) ** 2)), 1).astype(np.float32)
-        c = np.maximum(np.float32(frac) * r * (1 - np.float32(0.6) * ends), np.float32(cmin * k))
-        outer = chord(d, r)
-        inner = chord(d - c, r - c) * (d > c)
-        cort = ((outer - inner) * np.float32(depth) * cm)[pad:-pad, pad:-pad]
-        medul = (inner * np.float32(depth) * cm)[pad:-pad, pad:-pad]
+        cort, medul = (a[pad:-pad, pad:-pad] * np.float32(depth) * cm
+                       for a in tube_paths(m, np.float32(frac) * (1 - np.float32(0.6) * ends), cmin * k))
         hh, ww = crop.shape
         tex = trabecular(rng, hh, ww, k, axis if kind in ("phalanx", "metacarpal", "Radius", "Ulna") else None)
         density = np.float32(MU_MEDULLA * med * look.density) * (np.float32(0.75) + np.float32(0.7) * ends[pad:-pad, pad:-pad])
