@@ -242,8 +242,7 @@ def xray_hand(job: ImageJob) -> XrayImage:
         bones, bone_cm = bone_integral(masks, size, k, look, band_noise(rng, size, size, 1.2 * k, 6.0 * k))
     bandage = bandage_thickness(rng, size, k, tissue) if look.artifacts["bandage"] else None
     soft = tissue_thickness_cm(tissue, size, k, bandage)
-    mu_tissue = np.float32(MU_TISSUE * look.tissue) if v2 else np.float32(MU_TISSUE)
-    integral = mu_tissue * np.maximum(soft - bone_cm, 0) + bones
+    integral = np.float32(MU_TISSUE * look.tissue) * np.maximum(soft - bone_cm, 0) + bones  # version 1: tissue 1.0
     integral *= np.float32(look.mu_scale)
     integral += artifact_integral(rng, size, k, look, marks, tissue, place, job.mirror)
     shutter = collimation_shutter(rng, size, k) if look.artifacts["collimation"] else None
