@@ -562,3 +562,34 @@ def test_an_interrupted_import_writes_no_checkpoint(tmp_path):
                           env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 130 and proc.stderr.rstrip().endswith("interrupted"), proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sd.pth"]
+
+
+_FINISHED_THEN_PINGED = """
+import os, subprocess, sys
+sys.argv = ["yolohand", "--version"]
+from yolohand.cli import main
+try:
+    main()
+except SystemExit as stop:
+    assert not stop.code, stop.code
+# the command is done; from here to the process's very end, Ctrl-C after Ctrl-C (the shutdown too)
+pinger = ("import os, signal, time\\n"
+          "parent = os.getppid()\\n"
+          "while os.getppid() == parent:  # until the command is gone (this one is re-parented)\\n"
+          "    os.kill(parent, signal.SIGINT)\\n"
+          "    time.sleep(0.0002)\\n")
+subprocess.Popen([sys.executable, "-c", pinger], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+import time
+time.sleep(0.3)
+"""
+
+
+def test_ctrl_c_after_the_command_finished_is_ignored(tmp_path):
+    """A Ctrl-C after the command's outcome is decided (even inside the interpreter's shutdown, where
+    Python puts a noted handler back to SIG_DFL) neither kills it by the signal nor prints a traceback:
+    the campaign's `timeout -s INT` at the end of a finished convert gave status -2."""
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-c", _FINISHED_THEN_PINGED], cwd=tmp_path, env=ENV,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr

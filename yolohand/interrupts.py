@@ -12,8 +12,9 @@ main thread, so a program that set its own keeps it):
   ``Exception ignored in: ... KeyboardInterrupt``, and training ran on), the note stays: the
   training loops call :func:`check` after each batch, and the boundary turns a noted Ctrl-C into
   exit 130. Such swallowed interrupts print nothing (:func:`_unraisable`).
-* **After the boundary** (:func:`settle`): the command's program ends with :func:`defer` again, so a
-  late Ctrl-C cannot print a traceback from the interpreter's shutdown; a caller that is not the
+* **After the boundary** (:func:`settle`): the command's program ignores SIGINT to its end, so a
+  late Ctrl-C can neither print a traceback from the interpreter's shutdown nor kill a finished
+  command by the signal; a caller that is not the
   ``yolohand`` program (a test, a notebook) gets its own handler back.
 
 Imports nothing heavy (signal, sys, os, threading).
@@ -91,10 +92,15 @@ def arm() -> None:
 
 
 def settle(program: bool) -> None:
-    """Leave the command's boundary: the program's own run (``program``) notes late Ctrl-Cs until it
-    exits; an in-process caller gets the SIGINT handler and unraisable hook it had before."""
+    """Leave the command's boundary: the program's own run (``program``) ignores late Ctrl-Cs until it
+    exits (its outcome is decided); an in-process caller gets the SIGINT handler and unraisable hook it had before."""
     if program:
-        defer()
+        # Ignored, not noted: Python's shutdown puts a noted handler back to SIG_DFL, and a Ctrl-C in
+        # that last moment killed the finished command by the signal (status -2) instead of exit 0;
+        # an ignored signal stays ignored to the end (_PySignal_Fini leaves SIG_IGN alone).
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _noted, _raised):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return
     if _state["hook"] is not None:
         sys.unraisablehook, _state["hook"] = _state["hook"], None

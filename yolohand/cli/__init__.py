@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                     raise
                 _fail(exc)
     finally:
-        # The program itself (argv None) notes a later Ctrl-C until it exits: no traceback from the
+        # The program itself (argv None) ignores a later Ctrl-C until it exits: no traceback from the
         # interpreter's shutdown; an in-process caller gets its own SIGINT handler back.
         interrupts.settle(program=argv is None)
     # typer returns an Exit's code in standalone_mode=False (Ctrl-C becomes Exit(130) there).
