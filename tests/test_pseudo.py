@@ -156,3 +156,35 @@ def test_with_train_and_safety(synth_root, gt_csv, tmp_path, run_cli):
     with open(gt_csv, newline="") as fh:
         assert next(csv.reader(fh)) == ["image_name", "class", "rle"]
     assert NUM_CLASSES == 29
+
+
+def test_convert_keeps_pseudo_labels_out_of_validation(synth_root, gt_csv, tmp_path):
+    """IDs made only of pseudo-labels train in every fold and validate in none (a fold's Dice
+    scores against labels, not against a model); folds.json and the report name them. A root
+    with too few labelled IDs folds everything, with a warning."""
+    from yolohand.data.convert import convert_dataset
+    from yolohand.results.evaluate import write_gt_submission
+
+    test_csv = tmp_path / "test.csv"
+    write_gt_submission(synth_root, test_csv, split="test", progress=False)
+    merged = tmp_path / "merged"
+    pseudo_labels(test_csv, synth_root / "test" / "DCM", merged, with_train=synth_root, progress=False)
+    test_ids = sorted(p.name for p in (synth_root / "test" / "DCM").iterdir())
+    train_ids = sorted(p.name for p in (synth_root / "train" / "DCM").iterdir())
+    report = convert_dataset(merged, tmp_path / "yolo", folds=3, progress=False, workers=1)
+    assert report.train_only == test_ids and report.n_train_only_images == 2
+    assert sorted(pid for fold in report.folds for pid in fold) == train_ids
+    doc = json.loads((tmp_path / "yolo" / "folds.json").read_text())
+    assert doc["train_only"] == test_ids and sorted(sum(doc["folds"], [])) == train_ids
+    for j in range(3):
+        lists = {s: (tmp_path / "yolo" / "folds" / f"fold{j}_{s}.txt").read_text().split() for s in ("train", "val")}
+        ids = {s: {Path(p).parent.name for p in v} for s, v in lists.items()}
+        assert set(test_ids) <= ids["train"] and not set(test_ids) & ids["val"] and ids["val"]
+        assert all(Path(p).is_file() for p in lists["train"] + lists["val"])
+    assert any("pseudo-labelled: 2 images (1 IDs)" in line for line in report.lines())
+    # Pseudo-labels alone (no labelled ID to validate on): folded like labelled data, with a warning.
+    only = tmp_path / "only"
+    pseudo_labels(gt_csv, synth_root / "train" / "DCM", only, progress=False)
+    report = convert_dataset(only, tmp_path / "y2", folds=3, progress=False, workers=1)
+    assert report.train_only == [] and sorted(sum(report.folds, [])) == train_ids
+    assert any("folded too" in w for w in report.warnings)

@@ -96,7 +96,7 @@ LABEL_DECIMALS: int = 6
 #: (a power of two, so (p + NUDGE_PX) / W * 10**6 is practically never an exact integer).
 NUDGE_PX: float = 1 / 1024
 #: Bump when the label output changes: invalidates reuse of a previous output.
-CONVERT_VERSION: int = 2
+CONVERT_VERSION: int = 3  # 3: pseudo-labelled IDs train in every fold, never validate
 #: Fidelity (mean Dice of label fills vs JSON fills) the converter promises.
 FIDELITY_BOUND: float = 0.999
 #: (patient ID, image stem) -> why it is excluded by --drop-known-bad (DESIGN.md, "Known dirty data").
@@ -322,7 +322,7 @@ def _convert_one(task: _Task) -> dict[str, Any]:
     label.parent.mkdir(parents=True, exist_ok=True)
     label.write_text("\n".join(lines) + "\n")
     return {"rel_path": rel, "size": [h, w], "lines": len(lines), **lab, "warnings": warnings,
-            "fingerprint": fingerprint(raw, json_bytes, task.imgsz)}
+            "pseudo": ann.pseudo, "fingerprint": fingerprint(raw, json_bytes, task.imgsz)}
 
 
 # --------------------------------------------------------------------------- selection
@@ -405,6 +405,8 @@ class ConvertReport:
     fidelity_min: float = float("nan")
     fold_images: list[int] = field(default_factory=list)
     folds: list[list[str]] = field(default_factory=list)
+    train_only: list[str] = field(default_factory=list)  # pseudo-labelled IDs: every fold's training, no validation
+    n_train_only_images: int = 0
     skipped: list[dict] = field(default_factory=list)
     excluded: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -432,6 +434,8 @@ class ConvertReport:
             f"fidelity: mean Dice {self.fidelity:.6f} (min {self.fidelity_min:.6f}) of label polygons vs JSON "
             f"polygons filled at full size (bound {FIDELITY_BOUND})",
             f"folds: {self.k} (seed {self.seed}), images per fold {self.fold_images}",
+            *([f"pseudo-labelled: {self.n_train_only_images} images ({len(self.train_only)} IDs) in every fold's "
+               "training, never validated"] if self.train_only else []),
             f"skipped {len(self.skipped)} images, excluded {len(self.excluded)}, {len(self.warnings)} warnings"
             + (f"; see {self.out / REPORT_NAME}" if self.skipped or self.warnings or self.drops else ""),
         ]
@@ -464,6 +468,7 @@ class ConvertReport:
             "fidelity": {"mean_dice": self.fidelity, "min_dice": self.fidelity_min, "bound": FIDELITY_BOUND,
                          "worst": self.worst},
             "fold_images": self.fold_images,
+            "train_only": self.train_only,
             "skipped": self.skipped,
             "excluded": self.excluded,
             "warnings": self.warnings,
@@ -540,7 +545,10 @@ def _run_tasks(tasks: list[_Task], workers: int, progress: bool) -> list[dict]:
 
 def _write_folds(tmp: Path, out: Path, records: list, folds: list[list[str]], k: int, seed: int,
                  imgsz: int | None) -> list[int]:
-    """Write the per-fold symlink trees, lists, YAMLs and folds.json; return images per fold."""
+    """Write the per-fold symlink trees, lists, YAMLs and folds.json; return images per fold.
+
+    An ID of ``records`` in no fold (pseudo-labelled only: :func:`pseudo_only_ids`) is in every
+    fold's training set and in no validation set."""
     fold_index = fold_of(folds)
     by_id: dict[str, list] = {}
     for r in records:
@@ -548,8 +556,8 @@ def _write_folds(tmp: Path, out: Path, records: list, folds: list[list[str]], k:
     fdir = tmp / "folds"
     sizes = []
     for j in range(k):
-        members = {"train": [p for p in sorted(by_id) if fold_index[p] != j],
-                   "val": [p for p in sorted(by_id) if fold_index[p] == j]}
+        members = {"train": [p for p in sorted(by_id) if fold_index.get(p) != j],
+                   "val": [p for p in sorted(by_id) if fold_index.get(p) == j]}
         for split, pids in members.items():
             base = fdir / f"fold{j}" / split
             for kind in ("images", "labels"):
@@ -573,7 +581,7 @@ def _write_folds(tmp: Path, out: Path, records: list, folds: list[list[str]], k:
                   + (f"# images/*.npy hold a cache resized to long side {imgsz}: train with imgsz={imgsz}.\n"
                      if imgsz else ""))
         (fdir / f"fold{j}.yaml").write_text(header + yaml.safe_dump(data, sort_keys=False))
-    doc = {"k": k, "seed": seed, "folds": folds,
+    doc = {"k": k, "seed": seed, "folds": folds, "train_only": sorted(set(by_id) - set(fold_index)),
            "images": {pid: [r.name for r in by_id[pid]] for pid in sorted(by_id)}}
     (tmp / "folds.json").write_text(json.dumps(doc, indent=1) + "\n")
     return sizes
@@ -674,10 +682,34 @@ def collect_results(plan: ConvertPlan, results: dict[str, dict]) -> tuple[list, 
     return kept, dice_all
 
 
+def pseudo_only_ids(records: list, images: dict[str, dict]) -> tuple[set[str], list[str]]:
+    """(IDs whose every image carries pseudo-labels, warnings for IDs that mix both kinds).
+
+    Pseudo-labels (``yolohand pseudo``) are predictions, not ground truth: an ID made only of them
+    trains in every fold and never validates, so a fold's Dice scores a model against labels, not
+    against another model. An ID mixing both kinds follows its fold like a labelled one."""
+    kinds: dict[str, set[bool]] = {}
+    for r in records:
+        kinds.setdefault(r.patient_id, set()).add(bool(images.get(r.rel_path, {}).get("pseudo")))
+    mixed = [f"{pid}: mixes pseudo-labelled and labelled images; it is validated with its fold"
+             for pid, k in sorted(kinds.items()) if k == {True, False}]
+    return {pid for pid, k in kinds.items() if k == {True}}, mixed
+
+
 def write_dataset(plan: ConvertPlan, tmp: Path, kept: list, dice_all: list[tuple[float, str, int]]) -> None:
     """Write the image symlinks, the fold trees, lists and YAMLs, and the report into ``tmp``."""
     report = plan.report
-    fold_ids = make_folds([r.patient_id for r in kept], report.k, report.seed)
+    pseudo, mixed = pseudo_only_ids(kept, report.images)
+    report.warnings.extend(mixed)
+    labelled = [r.patient_id for r in kept if r.patient_id not in pseudo]
+    if pseudo and len(set(labelled)) < report.k:  # too few labelled IDs to validate on: fold them all
+        report.warnings.append(f"{plan.root}: {len(set(labelled))} labelled patient ID(s) cannot make {report.k} "
+                               "folds, so the pseudo-labelled IDs are folded too: validation scores against "
+                               "pseudo-labels (link real training data in with pseudo --with-train)")
+        pseudo, labelled = set(), [r.patient_id for r in kept]
+    fold_ids = make_folds(labelled, report.k, report.seed)
+    report.train_only = sorted(pseudo)
+    report.n_train_only_images = sum(r.patient_id in pseudo for r in kept)
     for r in kept:  # master image symlinks: absolute, so renaming the folder keeps them valid
         link = tmp / "images" / r.patient_id / r.name
         link.parent.mkdir(parents=True, exist_ok=True)
@@ -756,6 +788,6 @@ __all__ = [
     "CHANNELS", "LABEL_DECIMALS", "NUDGE_PX", "CONVERT_VERSION", "FIDELITY_BOUND", "KNOWN_BAD",
     "REPORT_NAME", "normalise_points", "label_line", "label_to_pixels", "parse_label_file", "fill_dice",
     "fingerprint", "select_records", "ConvertReport", "default_workers", "ConvertPlan",
-    "check_convert_args", "plan_conversion", "reuse_previous", "collect_results", "write_dataset",
+    "check_convert_args", "plan_conversion", "reuse_previous", "collect_results", "pseudo_only_ids", "write_dataset",
     "convert_dataset", "cache_imgsz", "read_fold_yaml",
 ]

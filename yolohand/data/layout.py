@@ -182,6 +182,7 @@ class Annotation:
     path: Path
     polygons: list[Polygon]
     problems: list[str]  # each "<path>: annotation <id>: <what>" (or "<path>: class <name>: <what>")
+    pseudo: bool = False  # written by `yolohand pseudo` (top-level attributes.pseudo_label): not ground truth
 
     def by_class(self) -> dict[int, list[Polygon]]:
         """Class index -> its polygons (usually exactly one), for classes that have any."""
@@ -296,7 +297,9 @@ def read_annotation(path: str | os.PathLike) -> Annotation:
     for cls in range(NUM_CLASSES):
         if cls not in first_id:
             problems.append(f"{path}: class {CLASSES[cls]}: missing (no valid annotation)")
-    return Annotation(path, polygons, problems)
+    attributes = doc.get("attributes")
+    pseudo = isinstance(attributes, dict) and attributes.get("pseudo_label") is True
+    return Annotation(path, polygons, problems, pseudo)
 
 
 # --------------------------------------------------------------------------- images
