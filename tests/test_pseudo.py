@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,36 @@ def test_convert_keeps_pseudo_labels_out_of_validation(synth_root, gt_csv, tmp_p
     report = convert_dataset(only, tmp_path / "y2", folds=3, progress=False, workers=1)
     assert report.train_only == [] and sorted(sum(report.folds, [])) == train_ids
     assert any("folded too" in w for w in report.warnings)
+
+
+def test_placements_keep_test_and_training_patients_apart():
+    from yolohand.data.pseudo import _placements
+
+    rels = ["ID001/a.png", "ID001/b.png", "ID002/c.png", "ID009/d.png", "flat.png"]
+    assert _placements(rels, set()) == {r: r for r in rels}
+    assert _placements(rels, {"ID001", "ID002", "ID002-pseudo"}) == {
+        "ID001/a.png": "ID001-pseudo/a.png", "ID001/b.png": "ID001-pseudo/b.png",
+        "ID002/c.png": "ID002-pseudo2/c.png", "ID009/d.png": "ID009/d.png", "flat.png": "flat.png"}
+
+
+def test_test_id_that_names_a_training_patient(synth_root, tmp_path):
+    """Another dataset's test patient ID001 is not the training set's ID001: pseudo writes it as
+    ID001-pseudo, and convert keeps it out of every validation fold."""
+    from yolohand.data.convert import convert_dataset
+    from yolohand.results.evaluate import write_gt_submission
+
+    other = tmp_path / "other"
+    for sub in ("DCM", "outputs_json"):
+        (src,) = (synth_root / "test" / sub).iterdir()
+        shutil.copytree(src, other / "test" / sub / "ID001")
+    test_csv = tmp_path / "test.csv"
+    write_gt_submission(other, test_csv, split="test", progress=False)
+    merged = tmp_path / "merged"
+    summary = pseudo_labels(test_csv, other / "test" / "DCM", merged, with_train=synth_root, progress=False)
+    assert summary.renamed_ids == ["ID001"] and any("(ID001): written as <ID>-pseudo" in ln for ln in summary.lines())
+    assert len(list((merged / "train" / "DCM" / "ID001-pseudo").iterdir())) == 2
+    assert len(list((merged / "train" / "DCM" / "ID001").iterdir())) == 2  # the training patient's own two
+    doc = json.loads(next((merged / "train" / "outputs_json" / "ID001-pseudo").iterdir()).read_text())
+    assert doc["parent_path"] == "/ID001-pseudo" and doc["attributes"]["pseudo_label"] is True
+    report = convert_dataset(merged, tmp_path / "yolo", folds=3, progress=False, workers=1)
+    assert report.train_only == ["ID001-pseudo"] and not any("mixes" in w for w in report.warnings)

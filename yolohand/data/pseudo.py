@@ -8,7 +8,8 @@ the images under ``images`` (usually ``<root>/test/DCM``) and writes a new datas
     <out>/pseudo_report.json                     every image: kept or why not, confidence, areas
 
 so that ``yolohand convert <out>`` and ``train`` use them like labelled data (``with_train``
-links the real training set in beside them). The original data is never written: the output
+links the real training set in beside them; a test ID that also names one of its patients is
+written as ``IDxxx-pseudo``, since they are different patients). The original data is never written: the output
 may not equal, contain or lie inside any input (:func:`yolohand.core.paths.check_output`; for
 images in the competition layout, ``<root>/<split>/DCM``, the whole ``<root>``), and
 it is written to a temporary folder renamed into place (:mod:`yolohand.core.atomic`).
@@ -143,6 +144,7 @@ class PseudoSummary:
     rejected: dict[str, int]               # reason kind -> images
     not_predicted: int                     # images under ``images`` without a prediction
     train_linked: int = 0
+    renamed_ids: list[str] = field(default_factory=list)  # test IDs that also name a training patient
     confidences: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -158,6 +160,10 @@ class PseudoSummary:
             out.append(f"{self.not_predicted} image(s) without a prediction were left out")
         if self.train_linked:
             out.append(f"{self.train_linked} real training image(s) linked in beside them")
+        if self.renamed_ids:
+            shown = ", ".join(self.renamed_ids[:3]) + (" ..." if len(self.renamed_ids) > 3 else "")
+            out.append(f"{len(self.renamed_ids)} test ID(s) also name a training patient ({shown}): written as "
+                       "<ID>-pseudo, so the two never share a fold")
         out.append(f"wrote {self.out} (report: {REPORT}) in {self.seconds:.1f} s")
         return out
 
@@ -223,6 +229,31 @@ def _judge(images: list[_Image], min_confidence: float | None, area_ratio: float
             im.reasons.append(f"area: {', '.join(odd[:3])}")
         if min_confidence is not None and im.confidence is not None and im.confidence < min_confidence:
             im.reasons.append(f"confidence: {im.confidence:.3f} < {min_confidence:g}")
+
+
+def _placements(rel_paths: list[str], train_ids: set[str]) -> dict[str, str]:
+    """Where each predicted image (``IDxxx/<name>``) goes under ``<out>/train/DCM``: its own ID
+    folder, renamed ``IDxxx-pseudo`` (``-pseudo2``...) when the linked training set has a patient of
+    that ID. Test and training IDs name different patients (the phantom's seeds number both from
+    ID001): sharing a folder would put a test image in that patient's fold, and in validation."""
+    taken = set(train_ids)
+    renamed: dict[str, str] = {}
+    out = {}
+    for rel in rel_paths:
+        parts = Path(rel).parts
+        if len(parts) < 2:  # no ID folder: placed as it is
+            out[rel] = rel
+            continue
+        pid = parts[0]
+        if pid not in renamed:
+            new, n = pid, 1
+            while new in taken:
+                new = f"{pid}-pseudo" + (str(n) if n > 1 else "")
+                n += 1
+            renamed[pid] = new
+            taken.add(new)
+        out[rel] = Path(renamed[pid], *parts[1:]).as_posix()
+    return out
 
 
 def _place(src: Path, dst: Path, copy: bool) -> None:
@@ -292,9 +323,7 @@ def pseudo_labels(
             raise YolohandError(f"{rec.image_path}: the image name {key!r} appears twice under {images}")
         by_key[key] = rec
     train = find_split(with_train, "train", require_json=True).records if with_train is not None else []
-    clash = {r.rel_path for r in train} & {r.rel_path for r in records}
-    if clash:
-        raise YolohandError(f"{with_train}: train/DCM/{sorted(clash)[0]} is also a predicted image's place")
+    placed = _placements([r.rel_path for r in records], {r.patient_id for r in train})
     sizes: dict[str, tuple[int, int]] = {}
 
     def hw_of(key: str) -> tuple[int, int]:
@@ -326,8 +355,8 @@ def pseudo_labels(
             present = np.array([p is not None for p in polys])
             img_conf = float(conf[present].mean()) if conf is not None and present.any() else None
             done.append(_Image(rec.rel_path, rec.image_path, areas, share, present, img_conf, conf))
-            doc = pseudo_json(rec.rel_path, polys, sizes[key], str(pred), img_conf)
-            json_path = tmp / "train" / "outputs_json" / Path(rec.rel_path).with_suffix(".json")
+            doc = pseudo_json(placed[rec.rel_path], polys, sizes[key], str(pred), img_conf)
+            json_path = tmp / "train" / "outputs_json" / Path(placed[rec.rel_path]).with_suffix(".json")
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
             bar.update()
@@ -337,9 +366,9 @@ def pseudo_labels(
         _judge(done, min_confidence, area_ratio, min_component)
         for im in done:
             if im.reasons:
-                (tmp / "train" / "outputs_json" / Path(im.rel_path).with_suffix(".json")).unlink()
+                (tmp / "train" / "outputs_json" / Path(placed[im.rel_path]).with_suffix(".json")).unlink()
             else:
-                _place(im.image_path, tmp / "train" / "DCM" / im.rel_path, copy)
+                _place(im.image_path, tmp / "train" / "DCM" / placed[im.rel_path], copy)
         for rec in train:
             _place(rec.image_path, tmp / "train" / "DCM" / rec.rel_path, copy)
             _place(rec.json_path, tmp / "train" / "outputs_json" / Path(rec.rel_path).with_suffix(".json"), copy)
@@ -353,11 +382,13 @@ def pseudo_labels(
                      "thresholds": None if cuts is None else {n: int(k) for n, k in zip(CLASSES, cuts)}},
             "kept": sum(not im.reasons for im in done), "predicted": len(done),
             "per_image": {im.rel_path: {"kept": not im.reasons, "reasons": im.reasons, "confidence": im.confidence,
-                                        "weakest": im.weakest()} for im in done},
+                                        "weakest": im.weakest(), "as": placed[im.rel_path]} for im in done},
         }
         (tmp / REPORT).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return PseudoSummary(
         out=out, predicted=len(done), kept=report["kept"], rejected=rejected,
         not_predicted=len(records) - len(done), train_linked=len(train),
+        renamed_ids=sorted({Path(im.rel_path).parts[0] for im in done
+                            if not im.reasons and placed[im.rel_path] != im.rel_path}),
         confidences=[im.confidence for im in done if im.confidence is not None], seconds=time.perf_counter() - t0,
     )
