@@ -40,6 +40,7 @@ warmup_epochs: 0
 #: weights/README.md), as the YOLO steps fine-tune the shipped YOLO, with the loss it was trained
 #: with (BCE + Dice 1:1; the from-scratch default weighs BCE at 0.01).
 SMP_SPEC = "smp:Unet:mobilenet_v2"
+SMP_IMGSZ = 256  # the shipped smp model's plane (trained at 128, then 256: weights/README.md)
 SMP_CONFIG = """\
 batch: 4
 lr0: 0.0005
@@ -166,14 +167,14 @@ def run_demo(
     folds: int = 2,
     seed: int = 1,
     smp: str | None = SMP_SPEC,
-    smp_imgsz: int = 128,
+    smp_imgsz: int = SMP_IMGSZ,
     smp_epochs: int = 3,
     style: str = "xray",
 ) -> list[dict]:
     """Run every step into ``out`` (replaced if present) and return the summary rows.
 
     ``style``: the synthetic data's style (``yolohand synth --style``); the shipped checkpoints
-    were trained on ``flat`` images, so on the default ``xray`` phantom the fine-tuning matters.
+    were trained on the default (``xray``, phantom version 2), so another style shows how they adapt.
 
     ``smp`` None leaves the smp family out (its rows and fusions); the yolo+smp hard vote needs 2 folds.
     """
@@ -213,7 +214,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs per fold")
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--smp", default=SMP_SPEC, help="smp model fine-tuned on fold 0 ('none' to skip the smp rows)")
-    parser.add_argument("--smp-imgsz", type=int, default=128, help="smp training size (the shipped model's)")
+    parser.add_argument("--smp-imgsz", type=int, default=SMP_IMGSZ, help="smp training size (the shipped model's)")
     parser.add_argument("--smp-epochs", type=int, default=3, help="smp fine-tuning epochs")
     parser.add_argument("--style", default="xray", help="synthetic data style: xray (the phantom) or flat (the earlier look)")
     args = parser.parse_args()

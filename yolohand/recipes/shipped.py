@@ -11,8 +11,9 @@ user would type (each echoed, like ``make demo``), in a work folder (default ``r
    over sittings**: a run stopped by the end of a sitting (Ctrl-C, the session's end) is resumed
    where it stopped; a run that spent its budget is continued by a next stage (``yolo-2``,
    ``yolo-3``...) that starts from the best checkpoint so far, so the training adds up.
-3. ``smp`` / ``refine``: fine-tune the shipped smp model / refiner for ``--epochs`` (resumed
-   the same way when interrupted). The refiner learns what the detector really gets wrong: it
+3. ``smp`` / ``refine``: fine-tune the shipped smp model (256 px plane) / refiner for
+   ``--epochs`` (resumed the same way when interrupted; smp in stages like the YOLO's, each
+   sitting's stage from the best so far). The refiner learns what the detector really gets wrong: it
    trains on a phantom set of its own (seed 2) that the recipe's YOLO never saw, with that YOLO's
    out-of-sample maps as priors for ``--prior-mix`` of its crops (the rest: degraded ground
    truth), validates behind the same YOLO and gates the bones it would make worse.
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from yolohand.core.classes import REPORT_GROUPS, group_means
 from yolohand.defaults import DEMO_REFINER, DEMO_SMP, DEMO_WEIGHTS
-from yolohand.demo import FINETUNE_CONFIG, SMP_CONFIG, SMP_SPEC, run_step
+from yolohand.demo import FINETUNE_CONFIG, SMP_CONFIG, SMP_IMGSZ, SMP_SPEC, run_step
 from yolohand.models.shared.runs import read_rows
 
 DATA = {"train_ids": 60, "size": 1024, "seed": 0, "folds": 5, "imgsz": 512}
@@ -41,8 +42,8 @@ UNSEEN = ((1024, 10), (2048, 5))  # (image size, test IDs of 2 images), seed 1
 UNSEEN_SEED = 1
 REFINE_SPEC = "refine:Unet:mobilenet_v2"  # the shipped refiner's architecture
 REFINE_DATA = {"train_ids": 30, "seed": 2}  # the refiner's own images: 60 at 1024 px, unseen by the YOLO
-SMP_IMGSZ, REFINE_IMGSZ = 128, 64  # the shipped models' input sizes (the demo fine-tunes at these)
-YOLO_DICE = "metrics/dice(M)"
+REFINE_IMGSZ = 64  # the shipped refiner's crop size (SMP_IMGSZ: the shipped smp's plane, from the demo)
+YOLO_DICE = SMP_DICE = "metrics/dice(M)"  # the validation Dice column of both families' results.csv
 
 
 def _has(path: Path) -> bool:
@@ -127,13 +128,23 @@ def _train_lightning(work: Path, name: str, spec: str, config_text: str, imgsz: 
     return run / "weights" / "best.pt"
 
 
-def train_smp(work: Path, epochs: int, log: list[str]) -> Path:
-    """Fine-tune the shipped smp model at its 128 px for ``epochs``; returns best.pt.
+def train_smp(work: Path, epochs: int, log: list[str], imgsz: int = SMP_IMGSZ) -> Path:
+    """One sitting of the smp recipe at ``imgsz``; returns the best best.pt of its stages.
 
-    Measured and left out: continuing at 256 px from that run (fingertips are 3-4 px wide at
-    128) fell to 0.657 validation Dice after the size change and climbed back to only 0.869 in 6
-    epochs (0.8945 at 128): it needs more epochs than a sitting of this machine gives."""
-    return _train_lightning(work, "smp", SMP_SPEC, SMP_CONFIG + f"pretrained: {DEMO_SMP}\n", SMP_IMGSZ, epochs, log)
+    Like the YOLO's: stages ``smp<imgsz>``, ``smp<imgsz>-2``, ... of ``epochs`` each; an
+    interrupted stage is resumed, a finished one is continued by the next, from the best checkpoint
+    so far (the first stage from the shipped model). The shipped model's history
+    (``yolohand/weights/README.md``): 12 epochs at 128 px (run ``smp``), then ``smp256`` (6 epochs:
+    the size change dropped validation Dice to 0.657, back to 0.869) and ``smp256-2`` (20 epochs)."""
+    stages = _stages(work, f"smp{imgsz}")
+    last = stages[-1] if stages else None
+    if last is not None and (last / "weights" / "last.pt").is_file() and len(read_rows(last / "results.csv")) < epochs:
+        name, start = last.parent.name, DEMO_SMP  # resumed: the start is the run's own
+    else:
+        name = f"smp{imgsz}" if not stages else f"smp{imgsz}-{len(stages) + 1}"
+        start = max(stages, key=lambda r: best_dice(r, SMP_DICE)) / "weights" / "best.pt" if stages else DEMO_SMP
+    _train_lightning(work, name, SMP_SPEC, SMP_CONFIG + f"pretrained: {start}\n", imgsz, epochs, log)
+    return max(_stages(work, f"smp{imgsz}"), key=lambda r: best_dice(r, SMP_DICE)) / "weights" / "best.pt"
 
 
 def train_refiner(work: Path, epochs: int, prior_mix: float, log: list[str]) -> Path:
