@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,29 @@ def test_report_groups_cover_every_class_once() -> None:
     means = group_means(per_class)
     assert means["radius/ulna"] == pytest.approx((27 + 28) / 2)
     assert means["fingertips"] == pytest.approx((0 + 3 + 7 + 11 + 15) / 5)
+
+
+def test_smp_stages_resume_with_their_own_length_and_continue_from_the_best(tmp_path: Path, monkeypatch) -> None:
+    """A sitting of `smp --epochs N`: no stage -> smp256 from the shipped model; a stage stopped
+    midway -> resumed with the length it was started with (its config's `# epochs:` line), whatever
+    N says; a finished stage -> the next stage, from the best checkpoint of all stages so far."""
+    calls = []
+
+    def fake(work, name, spec, config_text, imgsz, epochs, log, yolo=None):
+        calls.append((name, config_text.rsplit("pretrained: ", 1)[1].strip(), imgsz, epochs))
+        (work / f"{name}.yaml").write_text(f"# epochs: {epochs}\n" + config_text)
+        if not (work / "runs" / name).exists():
+            _run(work, name, [], None)
+        return work / "runs" / name / "fold0" / "weights" / "best.pt"
+
+    monkeypatch.setattr(shipped, "_train_lightning", fake)
+    shipped.train_smp(tmp_path, 6, [], imgsz=256)
+    assert calls[-1] == ("smp256", str(shipped.DEMO_SMP), 256, 6)
+    shutil.rmtree(tmp_path / "runs" / "smp256")
+    _run(tmp_path, "smp256", [0.80, 0.85, 0.84], 2)  # stopped after 3 of its 6 epochs
+    shipped.train_smp(tmp_path, 20, [], imgsz=256)
+    assert calls[-1][0] == "smp256" and calls[-1][3] == 6
+    with open(tmp_path / "runs" / "smp256" / "fold0" / "results.csv", "a") as fh:
+        fh.write("4, 0.86\n5, 0.88\n6, 0.87\n")
+    assert shipped.train_smp(tmp_path, 20, [], imgsz=256) == tmp_path / "runs" / "smp256" / "fold0" / "weights" / "best.pt"
+    assert calls[-1] == ("smp256-2", str(tmp_path / "runs" / "smp256" / "fold0" / "weights" / "best.pt"), 256, 20)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -122,10 +123,17 @@ def _train_lightning(work: Path, name: str, spec: str, config_text: str, imgsz: 
         run_step(["train", *common, "--resume"], log)
     elif not done:
         config = work / f"{name}.yaml"
-        config.write_text(config_text)
+        config.write_text(f"# epochs: {epochs}\n" + config_text)  # the stage's length, for a later sitting
         run_step(["train", *common, "--model", spec, "--imgsz", str(imgsz), "--epochs", str(epochs),
                   "--config", str(config)], log)
     return run / "weights" / "best.pt"
+
+
+def _planned_epochs(work: Path, name: str) -> int | None:
+    """The epochs a Lightning stage was started with: the ``# epochs: N`` line atop its config."""
+    config = work / f"{name}.yaml"
+    match = re.match(r"# epochs: (\d+)", config.read_text()) if config.is_file() else None
+    return int(match.group(1)) if match else None
 
 
 def train_smp(work: Path, epochs: int, log: list[str], imgsz: int = SMP_IMGSZ) -> Path:
@@ -138,8 +146,10 @@ def train_smp(work: Path, epochs: int, log: list[str], imgsz: int = SMP_IMGSZ) -
     the size change dropped validation Dice to 0.657, back to 0.869) and ``smp256-2`` (20 epochs)."""
     stages = _stages(work, f"smp{imgsz}")
     last = stages[-1] if stages else None
-    if last is not None and (last / "weights" / "last.pt").is_file() and len(read_rows(last / "results.csv")) < epochs:
-        name, start = last.parent.name, DEMO_SMP  # resumed: the start is the run's own
+    planned = _planned_epochs(work, last.parent.name) if last is not None else None
+    if last is not None and (last / "weights" / "last.pt").is_file() and \
+            len(read_rows(last / "results.csv")) < (planned or epochs):
+        name, start, epochs = last.parent.name, DEMO_SMP, planned or epochs  # resumed: its own start and length
     else:
         name = f"smp{imgsz}" if not stages else f"smp{imgsz}-{len(stages) + 1}"
         start = max(stages, key=lambda r: best_dice(r, SMP_DICE)) / "weights" / "best.pt" if stages else DEMO_SMP
