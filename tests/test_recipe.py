@@ -78,3 +78,22 @@ def test_smp_stages_resume_with_their_own_length_and_continue_from_the_best(tmp_
         fh.write("4, 0.86\n5, 0.88\n6, 0.87\n")
     assert shipped.train_smp(tmp_path, 20, [], imgsz=256) == tmp_path / "runs" / "smp256" / "fold0" / "weights" / "best.pt"
     assert calls[-1] == ("smp256-2", str(tmp_path / "runs" / "smp256" / "fold0" / "weights" / "best.pt"), 256, 20)
+
+
+def test_refiner_priors_and_run_follow_the_best_detector_stage(tmp_path: Path, monkeypatch) -> None:
+    """The refiner learns its own detector's errors: behind stage `yolo` its priors and run keep
+    their first names; behind a better `yolo-2` both get names of their own (never stale priors)."""
+    steps, runs = [], []
+    monkeypatch.setattr(shipped, "run_step", lambda args, log: steps.append(args))
+    monkeypatch.setattr(shipped, "_has", lambda p: p.name in ("phantom_refine", "yolo_refine"))
+    monkeypatch.setattr(shipped, "_train_lightning",
+                        lambda work, name, spec, text, imgsz, epochs, log, yolo=None: runs.append((name, text)))
+    _run(tmp_path, "yolo", [0.90, 0.92], -1)
+    shipped.train_refiner(tmp_path, 6, 0.5, [])
+    assert steps[-1][steps[-1].index("--save-probs") + 1] == str(tmp_path / "priors_refine")
+    assert runs[-1][0] == "refine-mix50" and f"priors: {tmp_path / 'priors_refine'}\n" in runs[-1][1]
+    second = _run(tmp_path, "yolo-2", [0.91, 0.93], -1)
+    shipped.train_refiner(tmp_path, 6, 0.5, [])
+    assert steps[-1][steps[-1].index("--weights") + 1] == str(second / "weights" / "best.pt")
+    assert steps[-1][steps[-1].index("--save-probs") + 1] == str(tmp_path / "priors_refine-yolo-2")
+    assert runs[-1][0] == "refine-mix50-yolo-2" and f"detector: {second / 'weights' / 'best.pt'}\n" in runs[-1][1]

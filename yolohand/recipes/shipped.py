@@ -164,9 +164,13 @@ def train_refiner(work: Path, epochs: int, prior_mix: float, log: list[str]) -> 
     YOLO's maps of those images are out-of-sample predictions: ``priors:`` for a ``prior_mix``
     share of the crops, degraded ground truth for the rest. Its validation runs the same YOLO on
     the set's fold-0 images and gates (keeps YOLO's mask for) each bone the refiner would lower.
-    The run is named after the mix (``refine-mix50``), so runs with other mixes sit side by side."""
+    The run is named after the mix and the detector's stage (``refine-mix50`` behind ``yolo``,
+    ``refine-mix50-yolo-2`` behind ``yolo-2``), and so are the priors: a better YOLO stage gets a
+    refiner of its own, trained on its own errors."""
     detector = train_yolo_best(work)
-    root, yolo, priors = work / "phantom_refine", work / "yolo_refine", work / "priors_refine"
+    stage = detector.parent.parent.parent.name if detector != DEMO_WEIGHTS else "shipped"
+    tag = "" if stage == "yolo" else f"-{stage}"  # stage 1 keeps the names it was first trained under
+    root, yolo, priors = work / "phantom_refine", work / "yolo_refine", work / f"priors_refine{tag}"
     if not _has(root):
         run_step(["synth", str(root), "--train-ids", str(REFINE_DATA["train_ids"]), "--test-ids", "1", "--size",
                   str(DATA["size"]), "--seed", str(REFINE_DATA["seed"]), "--workers", "1"], log)
@@ -175,8 +179,8 @@ def train_refiner(work: Path, epochs: int, prior_mix: float, log: list[str]) -> 
                   "--imgsz", str(DATA["imgsz"])], log)
     if not _has(priors):
         run_step(["predict", "--weights", str(detector), "--source", str(root / "train" / "DCM"), "--device", "cpu",
-                  "--rle", str(work / "priors_refine.csv"), "--save-probs", str(priors), "--force"], log)
-    name = f"refine-mix{round(prior_mix * 100)}"
+                  "--rle", str(work / f"priors_refine{tag}.csv"), "--save-probs", str(priors), "--force"], log)
+    name = f"refine-mix{round(prior_mix * 100)}{tag}"
     text = (f"pretrained: {DEMO_REFINER}\ndetector: {detector}\npriors: {priors}\nprior_mix: {prior_mix}\n"
             "lr0: 0.001\nbatch: 16\nworkers: 0\n")
     return _train_lightning(work, name, REFINE_SPEC, text, REFINE_IMGSZ, epochs, log, yolo=yolo)
