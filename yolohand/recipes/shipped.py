@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/recipe"), help="work folder (data, runs, card)")
     ap.add_argument("--hours", type=float, default=1.0, help="yolo: this sitting's time budget")
     ap.add_argument("--epochs", type=int, default=6, help="smp/refine: epochs of the run")
+    ap.add_argument("--imgsz", type=int, default=SMP_IMGSZ, help="smp: the plane of this sitting's stage")
     ap.add_argument("--from", dest="start", type=Path, default=DEMO_WEIGHTS, help="yolo: first stage's start")
     ap.add_argument("--prior-mix", type=float, default=0.5,
                     help="refine: share of training crops on the detector's real (out-of-sample) predictions")
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.install:
             install(best, DEMO_WEIGHTS)
     elif args.model == "smp":
-        best = train_smp(work, args.epochs, log)
+        best = train_smp(work, args.epochs, log, imgsz=args.imgsz)
         if args.install:
             install(best, DEMO_SMP)
     elif args.model == "refine":
