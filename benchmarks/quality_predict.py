@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             worst = int(np.argmin(res.per_class))
             rows.append((v.name, res.mean, f"{CLASSES[worst]} {res.per_class[worst]:.4f}", empty, t_pp / len(records)))
     print(f"{len(records)} images of {args.root} ({args.split}), weights: {', '.join(str(w) for w in args.weights)}, "
-          f"imgsz {nets[0].imgsz}, network conf {args.conf}; network {t_net:.2f} s/image (plain + flip, per model)")
+          f"imgsz {nets[0].imgsz()}, network conf {args.conf}; network {t_net:.2f} s/image (plain + flip, per model)")
     print()
     print(f"| variant | mDice | weakest class | empty rows (of {len(records) * NUM_CLASSES}) | postprocess s/img |")
     print("|---|---|---|---|---|")
