@@ -98,9 +98,7 @@ def settle(program: bool) -> None:
         # Ignored, not noted: Python's shutdown puts a noted handler back to SIG_DFL, and a Ctrl-C in
         # that last moment killed the finished command by the signal (status -2) instead of exit 0;
         # an ignored signal stays ignored to the end (_PySignal_Fini leaves SIG_IGN alone).
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _noted, _raised):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _install(signal.SIG_IGN)
         return
     if _state["hook"] is not None:
         sys.unraisablehook, _state["hook"] = _state["hook"], None

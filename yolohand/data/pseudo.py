@@ -256,6 +256,11 @@ def _placements(rel_paths: list[str], train_ids: set[str]) -> dict[str, str]:
     return out
 
 
+def _json_place(root: Path, rel_path: str) -> Path:
+    """``<root>/train/outputs_json/IDxxx/<stem>.json`` of the image ``IDxxx/<name>``."""
+    return root / "train" / "outputs_json" / Path(rel_path).with_suffix(".json")
+
+
 def _place(src: Path, dst: Path, copy: bool) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if copy:
@@ -356,7 +361,7 @@ def pseudo_labels(
             img_conf = float(conf[present].mean()) if conf is not None and present.any() else None
             done.append(_Image(rec.rel_path, rec.image_path, areas, share, present, img_conf, conf))
             doc = pseudo_json(placed[rec.rel_path], polys, sizes[key], str(pred), img_conf)
-            json_path = tmp / "train" / "outputs_json" / Path(placed[rec.rel_path]).with_suffix(".json")
+            json_path = _json_place(tmp, placed[rec.rel_path])
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
             bar.update()
@@ -366,12 +371,12 @@ def pseudo_labels(
         _judge(done, min_confidence, area_ratio, min_component)
         for im in done:
             if im.reasons:
-                (tmp / "train" / "outputs_json" / Path(placed[im.rel_path]).with_suffix(".json")).unlink()
+                _json_place(tmp, placed[im.rel_path]).unlink()
             else:
                 _place(im.image_path, tmp / "train" / "DCM" / placed[im.rel_path], copy)
         for rec in train:
             _place(rec.image_path, tmp / "train" / "DCM" / rec.rel_path, copy)
-            _place(rec.json_path, tmp / "train" / "outputs_json" / Path(rec.rel_path).with_suffix(".json"), copy)
+            _place(rec.json_path, _json_place(tmp, rec.rel_path), copy)
         rejected: dict[str, int] = {}
         for im in done:
             for r in im.reasons:
